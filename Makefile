@@ -1,0 +1,50 @@
+# evalq: everything starts from python3 and make.
+#   make demo   the main job on an embedded Redis
+#   make test   the whole test suite (unit, integration with real Redis and real workers)
+#   make bench  benchmarks, reported as ratios against a baseline measured in the same run
+#   make lint   ruff and mypy --strict on config/ and middleware/
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+
+# Use the machine's Python; never download one.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: all demo test bench lint sync clean
+
+all: test
+
+$(UV):
+	@$(PYTHON) -m venv $(TOOLS) 2>/dev/null || { rm -rf $(TOOLS); $(PYTHON) -m venv --without-pip $(TOOLS); }
+	@if [ -x $(TOOLS)/bin/pip ]; then \
+		$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
+	else \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/lib uv==$(UV_VERSION) \
+		&& mkdir -p $(TOOLS)/bin && ln -sf ../lib/bin/uv $(UV); \
+	fi
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --quiet
+	@touch $@
+
+sync: $(VENV)/.synced
+
+demo: sync
+	$(VENV)/bin/evalq demo
+
+test: sync
+	$(VENV)/bin/python -m pytest
+
+bench: sync
+	$(VENV)/bin/python -m bench
+
+lint: sync
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(TOOLS) $(VENV) .evalq .pytest_cache .mypy_cache .ruff_cache

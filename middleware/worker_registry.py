@@ -1,0 +1,98 @@
+"""Advertise each live worker process in Redis, so operators can see who consumes what."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.broker import Broker
+
+logger = logging.getLogger(__name__)
+
+#: Sorted set of worker ids scored by their last heartbeat (milliseconds since the epoch).
+WORKERS_KEY = "evalq:workers"
+#: Prefix of the per-worker description.
+WORKER_KEY_PREFIX = "evalq:worker:"
+
+
+class WorkerRegistry(dramatiq.Middleware):
+    """Registers the worker process at boot, refreshes a heartbeat, and removes it at shutdown.
+
+    Parameters:
+      interval_s(float): Seconds between heartbeats.
+    """
+
+    def __init__(self, *, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        queues = sorted(worker.consumer_whitelist or broker.get_declared_queues())
+        description = {
+            "id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": queues,
+            "threads": worker.worker_threads,
+            "started_at": int(time.time() * 1000),
+        }
+        client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._beat, args=(client, json.dumps(description)), daemon=True
+        )
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.zrem(WORKERS_KEY, self.worker_id)
+            pipe.delete(WORKER_KEY_PREFIX + self.worker_id)
+            pipe.execute()
+        except redis.RedisError:
+            logger.warning("Could not unregister worker %s.", self.worker_id, exc_info=True)
+
+    def _beat(self, client: redis.Redis, description: str) -> None:
+        ttl = max(int(self.interval_s * 3), 1)
+        while True:
+            try:
+                pipe = client.pipeline(transaction=False)
+                pipe.set(WORKER_KEY_PREFIX + self.worker_id, description, ex=ttl)
+                pipe.zadd(WORKERS_KEY, {self.worker_id: int(time.time() * 1000)})
+                pipe.execute()
+            except redis.RedisError:
+                logger.warning("Worker heartbeat failed.", exc_info=True)
+            if self._stop.wait(self.interval_s):
+                return
+
+
+def live_workers(client: redis.Redis, *, within_ms: int = 30_000) -> list[dict[str, Any]]:
+    """The workers whose last heartbeat is recent enough, each with ``last_seen_ms_ago``."""
+    now_ms = int(time.time() * 1000)
+    entries = client.zrangebyscore(WORKERS_KEY, now_ms - within_ms, "+inf", withscores=True)
+    if not entries:
+        return []
+    ids = [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in entries]  # type: ignore[union-attr]
+    raws = client.mget([WORKER_KEY_PREFIX + i for i in ids])
+    workers = []
+    for (_, seen), raw in zip(entries, raws, strict=True):  # type: ignore[arg-type]
+        if raw is None:
+            continue
+        description = json.loads(raw)
+        description["last_seen_ms_ago"] = max(now_ms - int(seen), 0)
+        workers.append(description)
+    return workers

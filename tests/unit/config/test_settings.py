@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from config.settings import DEFAULT_WORKER_REDIS_URL, Settings, describe_error
+
+
+def test_defaults_need_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("EVALQ_REDIS_URL", "EVALQ_ENV", "SENTRY_DSN", "EVALQ_SENTRY_DSN"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.redis_url is None
+    assert settings.worker_redis_url == DEFAULT_WORKER_REDIS_URL
+    assert settings.env == "development"
+    assert settings.sentry_dsn is None
+
+
+def test_sentry_dsn_is_read_from_either_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALQ_SENTRY_DSN", "http://public@127.0.0.1:9/1")
+    assert Settings().sentry_dsn is not None
+    monkeypatch.delenv("EVALQ_SENTRY_DSN")
+    monkeypatch.setenv("SENTRY_DSN", "http://public@127.0.0.1:9/2")
+    dsn = Settings().sentry_dsn
+    assert dsn is not None and dsn.get_secret_value().endswith("/2")
+
+
+def test_secrets_never_appear_in_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALQ_PROVIDER_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("EVALQ_DASHBOARD_TOKEN", "token-very-secret")
+    monkeypatch.setenv("SENTRY_DSN", "http://dsn-secret@127.0.0.1:9/1")
+    text = repr(Settings()) + str(Settings().model_dump())
+    assert "sk-very-secret" not in text
+    assert "token-very-secret" not in text
+    assert "dsn-secret" not in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "EVALQ_PROVIDER_TIMEOUT_S",
+            "soon",
+            "EVALQ_PROVIDER_TIMEOUT_S: Input should be a valid number",
+        ),
+        (
+            "EVALQ_PROVIDER_TIMEOUT_S",
+            "-1",
+            "EVALQ_PROVIDER_TIMEOUT_S: Input should be greater than 0",
+        ),
+        (
+            "EVALQ_ENV",
+            "staging",
+            "EVALQ_ENV: Input should be 'development', 'test' or 'production'",
+        ),
+        (
+            "EVALQ_REDIS_URL",
+            "localhost:6379",
+            "EVALQ_REDIS_URL: Value error, must start with redis://",
+        ),
+        (
+            "EVALQ_PROVIDER_BASE_URL",
+            "api.example",
+            "EVALQ_PROVIDER_BASE_URL: Value error, must start",
+        ),
+    ],
+)
+def test_a_bad_value_is_described_by_its_variable_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert describe_error(caught.value).startswith(expected)
+
+
+def test_a_process_with_bad_settings_stops_with_one_line_naming_the_variable() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", "import workers"],
+        env={"EVALQ_PROVIDER_TIMEOUT_S": "soon", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert lines == [
+        "evalq: invalid settings: EVALQ_PROVIDER_TIMEOUT_S: Input should be a valid number, "
+        "unable to parse string as a number"
+    ]

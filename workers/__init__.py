@@ -1,0 +1,23 @@
+"""evalq workers: the Dramatiq broker bootstrap.
+
+``dramatiq workers`` imports this package. It reads Settings once, builds the Redis broker with
+evalq's explicit middleware list (no Dramatiq ``Retries``), sets it as the global broker, and only
+then imports the actor modules, so every actor binds to this broker.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from config.settings import load_settings
+from workers import runtime
+from workers.bootstrap import build_broker
+
+settings = load_settings()
+broker = build_broker(settings)
+dramatiq.set_broker(broker)
+runtime.install(runtime.Runtime(settings, broker.client))
+
+from workers import actors  # noqa: E402  (must follow set_broker)
+
+__all__ = ["actors", "broker", "settings"]

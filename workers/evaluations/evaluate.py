@@ -1,0 +1,24 @@
+"""Run one evaluation: dispatch to a rule metric or the LLM judge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from workers.evaluations.models import EvaluationRequest, EvaluationResult
+
+if TYPE_CHECKING:
+    import openai
+
+
+def evaluate(
+    request: EvaluationRequest, *, llm_client: Callable[[], openai.OpenAI]
+) -> EvaluationResult:
+    """Score ``request``. ``llm_client`` is called only for LLM metrics (rule metrics need none)."""
+    if request.evaluation.type == "rule":
+        from workers.evaluations.rule_metrics import score_rule
+
+        return score_rule(request)
+    from workers.evaluations.llm_judge import judge
+
+    return judge(request, llm_client())

@@ -1,0 +1,336 @@
+"""Rule metrics: deterministic scores computed from the target alone, no model call.
+
+:func:`score_rule` picks the metric named by the request; each metric is a pure function of the
+request and its typed configuration. They never raise because of what the model wrote (empty,
+unicode, huge or malformed output is a scored result); they raise ``ValueError`` only for a
+request that should never have been sent to them (not a rule metric, missing expected output).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from workers.evaluations import json_schema
+from workers.evaluations.models import (
+    RULE_METRICS,
+    EvaluationRequest,
+    EvaluationResult,
+    ExactMatchConfig,
+    LengthCountConfig,
+    LexicalOverlapConfig,
+    RegularExpressionConfig,
+    SchemaValidationConfig,
+)
+
+#: How many schema violations the reason lists, and how many the metadata keeps.
+REASON_VIOLATIONS = 3
+METADATA_VIOLATIONS = 20
+
+_SENTENCE_END = re.compile(r"[.!?]+")
+_WORD = re.compile(r"[^\W_]+")  # runs of unicode letters and digits
+
+
+def score_rule(request: EvaluationRequest) -> EvaluationResult:
+    """Score ``request`` with its rule metric."""
+    metric = request.evaluation.metric
+    scorer = _SCORERS.get(metric)
+    if scorer is None:
+        raise ValueError(
+            f"metric {metric!r} is not a rule metric; rule metrics are: {', '.join(RULE_METRICS)}"
+        )
+    return scorer(request, request.evaluation.parsed_config())
+
+
+def exact_match(request: EvaluationRequest, config: ExactMatchConfig) -> EvaluationResult:
+    """Score 1 when the output equals the expected output, else 0.
+
+    ``strip_whitespace`` ignores leading and trailing whitespace; without ``case_sensitive`` both
+    sides are case-folded (so ``"STRASSE"`` equals ``"straße"``).
+    """
+    actual, expected = request.target.actual_output, _expected_output(request)
+    if config.strip_whitespace:
+        actual, expected = actual.strip(), expected.strip()
+    if not config.case_sensitive:
+        actual, expected = actual.casefold(), expected.casefold()
+    passed = actual == expected
+    rules = ", ".join(
+        ["case-sensitive" if config.case_sensitive else "case-insensitive"]
+        + (["surrounding whitespace ignored"] if config.strip_whitespace else [])
+    )
+    if passed:
+        reason, difference = f"output equals the expected output ({rules})", None
+    else:
+        difference = len(_common_prefix(actual, expected))
+        reason = (
+            f"output differs from the expected output at character {difference} ({rules}): "
+            f"got {_clip(actual[difference:])!r}, expected {_clip(expected[difference:])!r}"
+        )
+    return _result(
+        request,
+        score=float(passed),
+        normalized_score=100.0 * passed,
+        has_passed=passed,
+        reason=reason,
+        first_difference=difference,
+        case_sensitive=config.case_sensitive,
+        strip_whitespace=config.strip_whitespace,
+    )
+
+
+def regular_expression(
+    request: EvaluationRequest, config: RegularExpressionConfig
+) -> EvaluationResult:
+    """Score 1 when ``pattern`` is found in the output (or matches all of it: ``full_match``)."""
+    pattern = re.compile(config.pattern, re.IGNORECASE if config.ignore_case else 0)
+    output = request.target.actual_output
+    match = pattern.fullmatch(output) if config.full_match else pattern.search(output)
+    shown = f"'{_clip(config.pattern)}'"  # as written, not as a Python repr
+    if match is None:
+        how = "does not match in full" if config.full_match else "is not found in the output"
+        reason = f"pattern {shown} {how} ({_plural(len(output), 'character')})"
+    elif config.full_match:
+        reason = f"output matches pattern {shown} in full"
+    else:
+        reason = (
+            f"pattern {shown} found at characters {match.start()}..{match.end()}: "
+            f"{_clip(match.group())!r}"
+        )
+    return _result(
+        request,
+        score=float(match is not None),
+        normalized_score=0.0 if match is None else 100.0,
+        has_passed=match is not None,
+        reason=reason,
+        pattern=config.pattern,
+        ignore_case=config.ignore_case,
+        full_match=config.full_match,
+        match=None if match is None else _clip(match.group(), 200),
+        span=None if match is None else [match.start(), match.end()],
+    )
+
+
+def schema_validation(
+    request: EvaluationRequest, config: SchemaValidationConfig
+) -> EvaluationResult:
+    """Score 1 when the output parses as JSON and conforms to the schema, else 0.
+
+    The output must be strict JSON: ``NaN`` and ``Infinity`` are refused, and nothing around the
+    document (such as a Markdown code fence) is removed.
+    """
+    violations: list[str] = []
+    try:
+        document = json.loads(request.target.actual_output, parse_constant=_refuse_constant)
+    except ValueError as error:
+        reason = f"output is not valid JSON: {error}"
+        return _schema_result(request, reason=reason, valid_json=False, violations=violations)
+    except RecursionError:
+        reason = "output is not valid JSON: nested too deeply to parse"
+        return _schema_result(request, reason=reason, valid_json=False, violations=violations)
+    try:
+        violations = json_schema.validate(document, config.json_schema)
+    except RecursionError:
+        reason = "output is nested too deeply to validate against the schema"
+        return _schema_result(request, reason=reason, valid_json=True, violations=[reason])
+    if not violations:
+        reason = "output is valid JSON and conforms to the schema"
+    else:
+        listed = "; ".join(violations[:REASON_VIOLATIONS])
+        more = len(violations) - REASON_VIOLATIONS
+        reason = f"output violates the schema in {_plural(len(violations), 'place')}: {listed}"
+        reason += f"; and {more} more" if more > 0 else ""
+    return _schema_result(request, reason=reason, valid_json=True, violations=violations)
+
+
+def _schema_result(
+    request: EvaluationRequest, *, reason: str, valid_json: bool, violations: list[str]
+) -> EvaluationResult:
+    passed = valid_json and not violations
+    return _result(
+        request,
+        score=float(passed),
+        normalized_score=100.0 if passed else 0.0,
+        has_passed=passed,
+        reason=reason,
+        valid_json=valid_json,
+        violation_count=len(violations),
+        violations=violations[:METADATA_VIOLATIONS],
+    )
+
+
+def length_count(request: EvaluationRequest, config: LengthCountConfig) -> EvaluationResult:
+    """Score the length of the output in ``unit``; pass when it lies within ``[min, max]``.
+
+    Characters are code points (whitespace included), words are whitespace-separated tokens and
+    sentences are the non-blank pieces between runs of ``.``, ``!`` and ``?`` (so a text without
+    a full stop is one sentence, and an empty one has none).
+
+    ``score`` is the count. ``normalized_score`` is 100 within the bounds; outside them it is the
+    ratio of the count to the bound it missed, taken the way that lies below 1:
+    ``100 * count / min`` when too short, ``100 * max / count`` when too long. Half the minimum
+    and twice the maximum both score 50; an empty output under a minimum and any output over a
+    maximum of 0 score 0.
+    """
+    count = _measure(request.target.actual_output, config.unit)
+    low, high = config.min, config.max
+    allowed = _describe_bounds(low, high)
+    measured = f"output has {_plural(count, config.unit.removesuffix('s'))}"
+    if low is not None and count < low:
+        normalized, passed = 100.0 * count / low, False
+        reason = f"{measured}; allowed {allowed} ({low - count} too few)"
+    elif high is not None and count > high:
+        normalized, passed = 100.0 * high / count, False
+        reason = f"{measured}; allowed {allowed} ({count - high} too many)"
+    else:
+        normalized, passed = 100.0, True
+        reason = f"{measured}, within the allowed {allowed}"
+    return _result(
+        request,
+        score=float(count),
+        normalized_score=normalized,
+        has_passed=passed,
+        reason=reason,
+        unit=config.unit,
+        count=count,
+        min=low,
+        max=high,
+    )
+
+
+def _describe_bounds(low: int | None, high: int | None) -> str:
+    if high is None:
+        return f"at least {low}"
+    return f"at most {high}" if low is None else f"{low}..{high}"
+
+
+def _measure(text: str, unit: str) -> int:
+    if unit == "characters":
+        return len(text)
+    if unit == "words":
+        return len(text.split())
+    return sum(1 for piece in _SENTENCE_END.split(text) if piece.strip())
+
+
+def lexical_overlap(request: EvaluationRequest, config: LexicalOverlapConfig) -> EvaluationResult:
+    """Score the word overlap of the output with the expected output by ``method`` (0..1).
+
+    Words are runs of unicode letters and digits after NFC normalisation, case-folded unless
+    ``case_sensitive``; they are compared as multisets (a word counts as often as both sides
+    have it). precision = shared / output words, recall = shared / expected words, f1 their
+    harmonic mean, jaccard = shared / (output + expected - shared). Two texts without words are
+    identical: every figure is 1. When only one side has no words, every figure is 0.
+    """
+    actual = _words(request.target.actual_output, config.case_sensitive)
+    expected = _words(_expected_output(request), config.case_sensitive)
+    shared = sum((actual & expected).values())
+    n_actual, n_expected = actual.total(), expected.total()
+    if n_actual == 0 and n_expected == 0:
+        figures = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "jaccard": 1.0}
+    else:
+        precision = shared / n_actual if n_actual else 0.0
+        recall = shared / n_expected if n_expected else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if shared else 0.0
+        figures = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "jaccard": shared / (n_actual + n_expected - shared),
+        }
+    score = figures[config.method]
+    passed = score >= config.threshold
+    verdict = f"{config.method} {score:.2f} is {'at least' if passed else 'below'} the threshold"
+    if n_actual == 0 and n_expected == 0:
+        reason = f"{verdict} {config.threshold:.2f}: neither text has any words"
+    else:
+        reason = (
+            f"{verdict} {config.threshold:.2f}: {_plural(shared, 'shared word')}; the output has "
+            f"{_plural(n_actual, 'word')}, the expected output {n_expected} "
+            f"(precision {figures['precision']:.2f}, recall {figures['recall']:.2f})"
+        )
+    return _result(
+        request,
+        score=score,
+        normalized_score=min(100.0, max(0.0, 100.0 * score)),
+        has_passed=passed,
+        reason=reason,
+        method=config.method,
+        threshold=config.threshold,
+        case_sensitive=config.case_sensitive,
+        shared_words=shared,
+        output_words=n_actual,
+        expected_words=n_expected,
+        **figures,
+    )
+
+
+def _words(text: str, case_sensitive: bool) -> Counter[str]:
+    text = unicodedata.normalize("NFC", text)
+    if not case_sensitive:
+        text = text.casefold()
+    return Counter(_WORD.findall(text))
+
+
+# --- shared --------------------------------------------------------------------------------
+
+
+_SCORERS: dict[str, Callable[[EvaluationRequest, Any], EvaluationResult]] = {
+    "exact_match": exact_match,
+    "regular_expression": regular_expression,
+    "schema_validation": schema_validation,
+    "length_count": length_count,
+    "lexical_overlap": lexical_overlap,
+}
+
+
+def _result(
+    request: EvaluationRequest,
+    *,
+    score: float,
+    normalized_score: float,
+    has_passed: bool,
+    reason: str,
+    **figures: Any,
+) -> EvaluationResult:
+    evaluation_uuid, target_uuid = request.result_key
+    return EvaluationResult(
+        evaluation_uuid=evaluation_uuid,
+        target_uuid=target_uuid,
+        score=score,
+        normalized_score=normalized_score,
+        has_passed=has_passed,
+        reason=reason,
+        metadata={"metric": request.evaluation.metric, **figures},
+    )
+
+
+def _expected_output(request: EvaluationRequest) -> str:
+    if request.target.expected_output is None:
+        raise ValueError(
+            f"target.expected_output is required by metric {request.evaluation.metric!r}"
+        )
+    return request.target.expected_output
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _common_prefix(left: str, right: str) -> str:
+    for index, (a, b) in enumerate(zip(left, right, strict=False)):
+        if a != b:
+            return left[:index]
+    return left[: min(len(left), len(right))]
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    # Lone surrogates are valid in a str but not in UTF-8: escape them so the result stores.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

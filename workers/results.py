@@ -1,0 +1,65 @@
+"""Evaluation results in Redis, one per (evaluation uuid, target uuid).
+
+A result is written with a plain SET: a retry or a duplicate delivery of the same evaluation
+overwrites the earlier value, so there is never a second result for one pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+
+from workers.evaluations.models import EvaluationResult
+
+RESULT_KEY_PREFIX = "evalq:result:"
+INDEX_KEY_PREFIX = "evalq:results:"
+
+
+def result_key(evaluation_uuid: str, target_uuid: str) -> str:
+    """The Redis key of one result."""
+    return f"{RESULT_KEY_PREFIX}{evaluation_uuid}:{target_uuid}"
+
+
+class ResultStore:
+    """Reads and writes evaluation results.
+
+    Parameters:
+      client(redis.Redis): The Redis client (shared with the broker).
+      ttl_s(int): How long a result is kept, in seconds.
+    """
+
+    def __init__(self, client: redis.Redis, *, ttl_s: int) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+
+    def put(self, result: EvaluationResult) -> None:
+        """Store ``result``, replacing any earlier result for the same pair."""
+        index = f"{INDEX_KEY_PREFIX}{result.evaluation_uuid}"
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(
+            result_key(result.evaluation_uuid, result.target_uuid),
+            result.model_dump_json(),
+            ex=self.ttl_s,
+        )
+        pipe.sadd(index, result.target_uuid)
+        pipe.expire(index, self.ttl_s)
+        pipe.execute()
+
+    def get(self, evaluation_uuid: str, target_uuid: str) -> EvaluationResult | None:
+        """The stored result of the pair, or None."""
+        raw = self.client.get(result_key(evaluation_uuid, target_uuid))
+        return None if raw is None else EvaluationResult.model_validate_json(raw)
+
+    def iter_evaluation(self, evaluation_uuid: str) -> Iterator[EvaluationResult]:
+        """Every stored result of one evaluation, in target-uuid order."""
+        targets = sorted(
+            t.decode() if isinstance(t, bytes) else t
+            for t in self.client.smembers(f"{INDEX_KEY_PREFIX}{evaluation_uuid}")  # type: ignore[union-attr]
+        )
+        for start in range(0, len(targets), 500):
+            chunk = targets[start : start + 500]
+            raws = self.client.mget([result_key(evaluation_uuid, t) for t in chunk])
+            for raw in raws:  # type: ignore[union-attr]
+                if raw is not None:
+                    yield EvaluationResult.model_validate_json(raw)
