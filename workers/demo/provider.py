@@ -381,7 +381,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], provider: Any
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        provider: SimulatedProvider,
     ) -> None:
         self.provider: SimulatedProvider = provider
         super().__init__(address, handler)
