@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SENTRY_DSN", "EVALQ_SENTRY_DSN"),
         description="Sentry DSN (`SENTRY_DSN` or `EVALQ_SENTRY_DSN`). Unset: Sentry is off.",
     )
+    sentry_attach_payload: bool = Field(
+        default=False,
+        description="Attach the job's payload (secrets redacted) to Sentry events. Off by default: "
+        "payloads hold user data.",
+    )
     dashboard_token: SecretStr | None = Field(
         default=None, description="Bearer token the dashboard requires. Never logged."
     )
@@ -64,6 +69,27 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600,
         gt=0,
         description="How long job states are kept in Redis, in seconds.",
+    )
+    heartbeat_timeout_ms: int = Field(
+        default=60_000,
+        ge=1000,
+        description="A worker silent for this long is presumed dead and "
+        "its unfinished jobs are redelivered, in milliseconds.",
+    )
+    maintenance_chance: int = Field(
+        default=1000,
+        ge=0,
+        le=1_000_000,
+        description="Broker commands out of a million that "
+        "also look for dead workers' jobs to redeliver.",
+    )
+    dlq_max_records: int = Field(
+        default=20_000,
+        gt=0,
+        description="Dead letters kept; older ones beyond it are evicted and counted as overflow.",
+    )
+    dlq_max_age_s: int = Field(
+        default=14 * 24 * 3600, gt=0, description="How long dead letters are kept, in seconds."
     )
     export_dir: Path = Field(
         default=Path(".evalq/exports"), description="Where `export_results` writes JSONL files."

@@ -11,13 +11,14 @@ import dramatiq
 
 from config.settings import load_settings
 from workers import runtime
-from workers.bootstrap import build_broker
+from workers.bootstrap import build_broker, load_policy_or_exit
 
 settings = load_settings()
-broker = build_broker(settings)
+policy = load_policy_or_exit(settings)
+broker = build_broker(settings, policy=policy)
 dramatiq.set_broker(broker)
 runtime.install(runtime.Runtime(settings, broker.client))
 
 from workers import actors  # noqa: E402  (must follow set_broker)
 
-__all__ = ["actors", "broker", "settings"]
+__all__ = ["actors", "broker", "policy", "settings"]

@@ -6,6 +6,8 @@ error-policy middleware is the only retry owner (stacked retries multiply attemp
 
 from __future__ import annotations
 
+import sys
+
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
@@ -18,16 +20,41 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
-from middleware.job_states import JobStates
+from middleware.dead_letters import DeadLetters
+from middleware.error_policy import ErrorPolicy
+from middleware.history import History, JobHistory
+from middleware.keys import DRAMATIQ_NAMESPACE
+from middleware.sentry import InvalidSentryDsn, SentryReporter, init_sentry
 from middleware.worker_registry import WorkerRegistry
 
-#: The Redis key namespace of Dramatiq's own queues.
-DRAMATIQ_NAMESPACE = "dramatiq"
+
+def load_policy_or_exit(settings: Settings) -> Policy:
+    """The policy file, or stop the process with the file, the field and what is wrong."""
+    try:
+        return load_policy(settings.policy_file)
+    except PolicyError as error:
+        print(f"evalq: invalid policy file: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
-def build_middleware(settings: Settings) -> list[Middleware]:
-    """The middleware stack, in order. ``Retries`` is not in it, on purpose."""
+def init_sentry_or_exit(settings: Settings, client: redis.Redis) -> SentryReporter | None:
+    """Sentry's reporter (None without a DSN), or stop the process if the DSN is invalid."""
+    try:
+        return init_sentry(settings, client)
+    except InvalidSentryDsn as error:
+        print(f"evalq: invalid settings: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) -> list[Middleware]:
+    """The middleware stack, in order. ``Retries`` is not in it, on purpose; ``ErrorPolicy``
+    comes last so that it counts an attempt only once everything else let it start."""
+    history = History(client, ttl_s=settings.job_ttl_s)
+    dead_letters = DeadLetters(
+        client, max_records=settings.dlq_max_records, max_age_s=settings.dlq_max_age_s
+    )
     return [
         AgeLimit(),
         TimeLimit(),
@@ -35,19 +62,30 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         Callbacks(),
         Pipelines(),
         CurrentMessage(),
-        JobStates(ttl_s=settings.job_ttl_s),
         WorkerRegistry(),
+        JobHistory(history),
+        ErrorPolicy(
+            policy=policy,
+            history=history,
+            dead_letters=dead_letters,
+            env=settings.env,
+            sentry=init_sentry_or_exit(settings, client),
+        ),
     ]
 
 
-def build_broker(settings: Settings, *, url: str | None = None) -> RedisBroker:
+def build_broker(
+    settings: Settings, *, policy: Policy | None = None, url: str | None = None
+) -> RedisBroker:
     """A RedisBroker on ``url`` (default: the settings' worker URL) with evalq's middleware."""
     pool = redis.ConnectionPool.from_url(url or settings.worker_redis_url)
     client = redis.Redis(connection_pool=pool)
     return RedisBroker(
         client=client,
-        middleware=build_middleware(settings),
+        middleware=build_middleware(settings, client, policy or load_policy_or_exit(settings)),
         namespace=DRAMATIQ_NAMESPACE,
+        heartbeat_timeout=settings.heartbeat_timeout_ms,
+        maintenance_chance=settings.maintenance_chance,
     )
 
 
@@ -55,8 +93,8 @@ def repoint(broker: RedisBroker, url: str) -> None:
     """Point an already-built broker (and everything sharing its connection pool) at ``url``.
 
     ``evalq`` commands start the embedded Redis after the broker was built at import time; the
-    broker, its Lua scripts, the result store and the job states all share one connection pool,
-    so swapping the pool's address before first use moves all of them at once.
+    broker, its Lua scripts, the result store, history and the dead-letter store all share one
+    connection pool, so swapping the pool's address before first use moves all of them at once.
     """
     pool = broker.client.connection_pool
     fresh = redis.ConnectionPool.from_url(url)

@@ -16,7 +16,8 @@ from dramatiq.broker import Broker
 from pydantic import TypeAdapter
 
 import workers
-from middleware.job_states import JOB_KEY_PREFIX, TERMINAL_STATES, job_key
+from middleware.history import TERMINAL_STATES
+from middleware.keys import JOB_PREFIX, job_key
 from workers.actors import LANE_ACTORS
 from workers.evaluations.models import EvaluationRequest, EvaluationResult
 from workers.results import ResultStore
@@ -152,7 +153,7 @@ def _enqueue(
             args=[
                 message.message_id,
                 ttl,
-                JOB_KEY_PREFIX,
+                JOB_PREFIX,
                 evaluation_uuid,
                 target_uuid,
                 key,

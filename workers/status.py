@@ -6,35 +6,42 @@ from typing import Any
 
 import redis
 
+from middleware import keys
+from middleware.dead_letters import DeadLetters
 from middleware.worker_registry import live_workers
 from workers.actors import QUEUES
-from workers.bootstrap import DRAMATIQ_NAMESPACE
 
 
-def collect_status(client: redis.Redis, *, queues: tuple[str, ...] = QUEUES) -> dict[str, Any]:
-    """Counts per queue, dead letters and live workers."""
-    ns = DRAMATIQ_NAMESPACE
+def collect_status(
+    client: redis.Redis, dead_letters: DeadLetters, *, queues: tuple[str, ...] = QUEUES
+) -> dict[str, Any]:
+    """Counts per queue, dead letters by category (with what retention evicted) and live workers."""
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        pipe.llen(f"{ns}:{queue}")
-        pipe.hlen(f"{ns}:{queue}.msgs")
-        pipe.hlen(f"{ns}:{queue}.DQ.msgs")
-        pipe.zcard(f"{ns}:{queue}.XQ")
+        delay_queue = keys.delay_queue_name(queue)
+        pipe.llen(keys.queue_key(queue))
+        pipe.hlen(keys.queue_messages_key(queue))
+        pipe.hlen(keys.queue_messages_key(delay_queue))
     replies = pipe.execute()
+    stats = dead_letters.stats()
 
     by_queue: dict[str, dict[str, int]] = {}
     for index, queue in enumerate(queues):
-        ready, stored, delayed, dead = replies[index * 4 : index * 4 + 4]
+        ready, stored, delayed = replies[index * 3 : index * 3 + 3]
         by_queue[queue] = {
             "ready": ready,
             # Fetched by a worker and not yet acknowledged: running, or prefetched to run next.
             "running": max(stored - ready, 0),
             "delayed": delayed,
-            "dead_lettered": dead,
+            "dead_lettered": stats["by_queue"].get(queue, 0),
         }
-    dead_total = sum(q["dead_lettered"] for q in by_queue.values())
     return {
         "queues": by_queue,
-        "dlq": {"total": dead_total, "by_category": {}, "overflow": 0},
+        "dlq": {
+            "total": stats["total"],
+            "by_category": stats["by_category"],
+            "overflow": stats["overflow"],
+            "expired": stats["expired"],
+        },
         "workers": live_workers(client),
     }

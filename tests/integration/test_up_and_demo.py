@@ -117,8 +117,18 @@ def test_demo_runs_the_bundled_dataset_and_ends_with_its_summary(tmp_path: Path)
     assert summary["pending"] == 0
     assert summary["succeeded"] + summary["dead_lettered"] == summary["jobs"]
     assert summary["lanes"]["evaluations.live"] > 0 and summary["lanes"]["evaluations.batch"] > 0
-    # The legacy model cannot do tool calls: those jobs fail at the provider, once each.
-    assert summary["outcomes"].get("dead_lettered: BadRequestError") == 6
+    rows = {(row["outcome"], row["category"]): row for row in summary["by_category"]}
+    # The legacy model cannot do tool calls: those jobs run once each, straight to the DLQ.
+    capability = rows[("dead_lettered", "model_capability")]
+    assert (capability["jobs"], capability["max_attempts_seen"]) == (6, 1)
+    # The simulated provider's 429s and 500s are retried and then succeed.
+    assert rows[("retried", "rate_limited")]["jobs"] > 0
+    assert rows[("retried", "provider_unavailable")]["jobs"] > 0
+    # No job ever ran more often than its policy allows.
+    for row in summary["by_category"]:
+        if row["attempts_allowed"] is not None:
+            assert row["max_attempts_seen"] <= row["attempts_allowed"], row
+    assert summary["attempts"] == summary["provider_requests"] + summary["rule_attempts"]
     assert summary["exports"]["written"] == 8
     assert elapsed < 60
     leftovers = [

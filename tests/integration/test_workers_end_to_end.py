@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, rule_request, target_of
+from middleware.history import History
 from workers import actors, client
 from workers.demo.provider import Reply, SimulatedProvider
 from workers.requests_file import describe_validation_error
@@ -63,17 +64,19 @@ def test_an_llm_evaluation_makes_exactly_one_provider_request(
     assert provider.count() == 1
 
 
-def test_a_provider_error_is_attempted_once_with_no_hidden_client_retries(
+def test_each_attempt_makes_one_provider_request_with_no_hidden_client_retries(
     worker_pools: WorkerPools, provider: SimulatedProvider, tmp_path: Path
 ) -> None:
     worker_pools.start("evaluations.batch", env=provider_env(provider, tmp_path))
     request = llm_request()
-    provider.script(target_of(request), [Reply.server_error()])
+    provider.script(target_of(request), [Reply.server_error(), Reply.ok()])
     handle = client.submit_evaluation(request)
-    with pytest.raises(client.JobFailed) as failure:
-        handle.result(timeout=20)
-    assert failure.value.state == "dead_lettered"
-    assert provider.count(target_of(request)) == 1
+    handle.result(timeout=30)
+    # One failed attempt and one successful one: two requests, never more.
+    assert provider.count(target_of(request)) == 2
+    document = History(redis.Redis.from_url(worker_pools.redis_url)).show(handle.id)
+    assert document is not None
+    assert [a["outcome"] for a in document["attempts"]] == ["retried", "succeeded"]
 
 
 def test_submitting_the_same_request_twice_runs_one_job_and_keeps_one_result(
@@ -125,7 +128,8 @@ def test_a_bad_payload_fails_its_job_and_the_worker_keeps_working(
     assert good.result(timeout=20).has_passed
     info = client.JobHandle(bad.message_id).info()
     assert info["state"] == "dead_lettered"
-    assert info["error_type"] == "ValidationError"
+    assert info["category"] == "invalid_payload"
+    assert info["error_type"].endswith("ValidationError")
     assert worker_pools.group.poll()[name] is None
 
 

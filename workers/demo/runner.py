@@ -18,7 +18,7 @@ from rich.table import Table
 
 import workers
 from config.settings import Settings
-from middleware.job_states import TERMINAL_STATES, job_key
+from middleware.history import TERMINAL_STATES, History
 from workers import client
 from workers.actors import export_results
 from workers.bootstrap import repoint
@@ -71,6 +71,11 @@ def run_demo(settings: Settings, *, console: Console, quiet: bool = False) -> di
         batch = [r for i, r in enumerate(requests) if i % LIVE_EVERY]
         handles = client.submit_many(live, lane="live") + client.submit_many(batch, lane="batch")
         job_ids = [h.id for h in handles]
+        requests_in_order = live + batch
+        rule_jobs = {
+            h.id for h, r in zip(handles, requests_in_order, strict=True)
+            if r["evaluation"]["type"] == "rule"
+        }  # fmt: skip
         final = _follow(job_ids, console=console, quiet=quiet, group=group)
 
         evaluations = sorted({r["evaluation"]["uuid"] for r in requests})
@@ -80,6 +85,7 @@ def run_demo(settings: Settings, *, console: Console, quiet: bool = False) -> di
         summary = _summarise(
             job_ids, final, provider, started, export_states, data_dir / "demo-exports"
         )
+        summary["rule_attempts"] = _attempt_count(rule_jobs)
     if not quiet:
         _print_summary(summary, console)
     return summary
@@ -121,27 +127,41 @@ def _summarise(
     export_states: dict[str, str | None],
     export_dir: Path,
 ) -> dict[str, Any]:
-    pipe = workers.broker.client.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.hmget(job_key(job_id), "queue", "error_type")
-    by_outcome: Counter[str] = Counter()
+    documents = History(workers.broker.client).show_many(job_ids)
+    rows: dict[tuple[str, str | None], dict[str, Any]] = {}
     by_lane: Counter[str] = Counter()
-    for job_id, (queue, error_type) in zip(job_ids, pipe.execute(), strict=True):
-        state = final[job_id] or "unknown"
-        by_lane[(queue or b"?").decode()] += 1
-        if state == "dead_lettered":
-            by_outcome[f"dead_lettered: {(error_type or b'?').decode()}"] += 1
+    attempts_total = 0
+    for job_id, document in zip(job_ids, documents, strict=True):
+        document = document or {"state": final[job_id], "attempts": [], "queue": "?"}
+        by_lane[document["queue"] or "?"] += 1
+        attempts = document["attempts"]
+        attempts_total += len(attempts)
+        failures = [a["category"] for a in attempts if a["outcome"] != "succeeded"]
+        state = document["state"] or "unknown"
+        if state == "succeeded":
+            outcome, category = ("succeeded", None) if not failures else ("retried", failures[0])
         else:
-            by_outcome[state] += 1
+            outcome, category = state, document.get("category") or (failures or [None])[-1]
+        row = rows.setdefault(
+            (outcome, category),
+            {"outcome": outcome, "category": category, "jobs": 0, "max_attempts_seen": 0,
+             "attempts_allowed": _allowed(category, document)},
+        )  # fmt: skip
+        row["jobs"] += 1
+        row["max_attempts_seen"] = max(row["max_attempts_seen"], len(attempts))
     wall = time.monotonic() - started
     done = sum(1 for s in final.values() if s in TERMINAL_STATES)
+    ordered = sorted(rows.values(), key=lambda r: (_OUTCOME_ORDER.get(r["outcome"], 9),
+                                                   r["category"] or ""))  # fmt: skip
     return {
         "jobs": len(job_ids),
         "succeeded": sum(1 for s in final.values() if s == "succeeded"),
+        "retried": sum(r["jobs"] for r in ordered if r["outcome"] == "retried"),
         "dead_lettered": sum(1 for s in final.values() if s == "dead_lettered"),
         "pending": len(job_ids) - done,
-        "outcomes": dict(sorted(by_outcome.items())),
+        "by_category": ordered,
         "lanes": dict(sorted(by_lane.items())),
+        "attempts": attempts_total,
         "provider_requests": provider.count(),
         "exports": {
             "written": sum(1 for s in export_states.values() if s == "succeeded"),
@@ -152,18 +172,56 @@ def _summarise(
     }
 
 
+def _attempt_count(job_ids: set[str]) -> int:
+    documents = History(workers.broker.client).show_many(sorted(job_ids))
+    return sum(len(d["attempts"]) for d in documents if d)
+
+
+_OUTCOME_ORDER = {"succeeded": 0, "retried": 1, "dead_lettered": 2}
+
+
+def _allowed(category: str | None, document: dict[str, Any]) -> int | None:
+    """How many attempts the policy allows a job that keeps failing with ``category``."""
+    if category is None:
+        return None
+    resolved = workers.policy.resolve(
+        category,
+        actor=document.get("actor") or "",
+        queue=document.get("queue") or "",
+        env=workers.settings.env,
+    )
+    if resolved.action != "retry":
+        return 1
+    return min(resolved.max_retries + 1, resolved.max_attempts)
+
+
 def _print_summary(summary: dict[str, Any], console: Console) -> None:
-    table = Table("outcome", "jobs", title="evalq demo: outcomes")
-    for outcome, count in summary["outcomes"].items():
-        table.add_row(outcome, str(count))
+    table = Table(
+        "outcome", "category", "jobs", "attempts (max seen)", "attempts policy allows",
+        title="evalq demo: outcomes by category",
+    )  # fmt: skip
+    for row in summary["by_category"]:
+        allowed = row["attempts_allowed"]
+        table.add_row(
+            row["outcome"].replace("_", "-"),
+            row["category"] or "",
+            str(row["jobs"]),
+            str(row["max_attempts_seen"]),
+            "" if allowed is None else str(allowed),
+        )
     console.print(table)
     figures = Table("figure", "value", title="figures")
     figures.add_row("jobs", str(summary["jobs"]))
     for lane, count in summary["lanes"].items():
         figures.add_row(f"  on {lane}", str(count))
+    figures.add_row("succeeded / retried then succeeded / dead-lettered",
+                    f"{summary['succeeded'] - summary['retried']} / {summary['retried']} / "
+                    f"{summary['dead_lettered']}")  # fmt: skip
+    figures.add_row("attempts", str(summary["attempts"]))
     figures.add_row("requests at the provider", str(summary["provider_requests"]))
     figures.add_row(
-        "exports written", f"{summary['exports']['written']} (in {summary['exports']['directory']})"
+        "exports written",
+        f"{summary['exports']['written']} (in {summary['exports']['directory']})",
     )
     figures.add_row("wall time", f"{summary['wall_time_s']} s")
     figures.add_row("throughput", f"{summary['jobs_per_s']} jobs/s")

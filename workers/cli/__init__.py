@@ -5,20 +5,18 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 import workers
 from workers import client
-from workers.bootstrap import repoint
+from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
 from workers.lanes import LANES
-from workers.local_redis import NoRedisError, advertise, existing_url, owned_redis
+from workers.local_redis import advertise, owned_redis
 from workers.process_group import ProcessGroup
 from workers.requests_file import read_requests
 from workers.status import collect_status
@@ -30,10 +28,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+def _register_operator_commands() -> None:
+    from workers.cli.operate import dlq_app, jobs_app, policy_app
+
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(dlq_app, name="dlq")
+    app.add_typer(policy_app, name="policy")
+
+
+_register_operator_commands()
 
 
 def main() -> None:
@@ -46,26 +51,6 @@ def main() -> None:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[red]evalq:[/red] {message}", highlight=False, markup=True)
-    raise typer.Exit(code)
-
-
-def _connect() -> str:
-    """Point this process at the Redis other evalq processes use; exit with guidance if none."""
-    try:
-        url = existing_url(workers.settings)
-    except NoRedisError as error:
-        _fail(str(error))
-    repoint(workers.broker, url)
-    return url
-
-
-def _print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, sort_keys=False) + "\n")
-    sys.stdout.flush()
 
 
 @app.command()
@@ -83,15 +68,15 @@ def submit(
     A bad line is reported with its number and nothing from the file is enqueued.
     """
     if lane not in ("live", "batch"):
-        _fail(f"--lane must be live or batch, not {lane!r}")
+        fail(f"--lane must be live or batch, not {lane!r}")
     parsed, errors = read_requests(file)
     if errors:
         for error in errors[:50]:
             err.print(str(error), highlight=False, markup=False)
         if len(errors) > 50:
             err.print(f"... and {len(errors) - 50} more bad lines", highlight=False)
-        _fail(f"{len(errors)} bad line(s) in {file}; nothing was enqueued")
-    _connect()
+        fail(f"{len(errors)} bad line(s) in {file}; nothing was enqueued")
+    connect()
     handles = client.submit_many([request for _, request in parsed], lane=lane)  # type: ignore[arg-type]
     rows: list[dict[str, Any]] = [{"job_id": h.id, "deduplicated": h.deduplicated} for h in handles]
     if wait:
@@ -100,7 +85,7 @@ def submit(
             row["state"] = final[row["job_id"]]
     if as_json:
         for row in rows:
-            _print_json(row)
+            print_json(row)
     else:
         table = Table("line", "job_id", "deduplicated", *(["state"] if wait else []))
         for (number, _), row in zip(parsed, rows, strict=True):
@@ -124,27 +109,27 @@ def result(
     as_json: JsonFlag = False,
 ) -> None:
     """Print the result of one evaluation job."""
-    _connect()
+    connect()
     handle = client.JobHandle(job_id)
     if handle.state() is None:
-        _fail(f"no job {job_id} (unknown, or its record has expired)", code=1)
+        fail(f"no job {job_id} (unknown, or its record has expired)", code=1)
     try:
         evaluation_result = handle.result(timeout=wait)
     except client.JobFailed as failure:
         if as_json:
-            _print_json({"job_id": job_id, "state": failure.state, "error": failure.error})
+            print_json({"job_id": job_id, "state": failure.state, "error": failure.error})
         else:
             err.print(str(failure), highlight=False, markup=False)
         raise typer.Exit(1) from None
     except TimeoutError:
         state = handle.state()
         if as_json:
-            _print_json({"job_id": job_id, "state": state, "error": None})
+            print_json({"job_id": job_id, "state": state, "error": None})
         else:
             err.print(f"job {job_id} has no result yet (state: {state})", highlight=False)
         raise typer.Exit(1) from None
     if as_json:
-        _print_json(evaluation_result.model_dump(mode="json"))
+        print_json(evaluation_result.model_dump(mode="json"))
         return
     table = Table(show_header=False)
     for key, value in evaluation_result.model_dump(mode="json").items():
@@ -155,10 +140,12 @@ def result(
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
     """Show queue depths, dead letters and live workers."""
-    _connect()
-    snapshot = collect_status(workers.broker.client)
+    connect()
+    from workers.cli.operate import dead_letter_store
+
+    snapshot = collect_status(workers.broker.client, dead_letter_store())
     if as_json:
-        _print_json(snapshot)
+        print_json(snapshot)
         return
     queues = Table("queue", "ready", "delayed", "running", "dead_lettered", title="queues")
     for name, counts in snapshot["queues"].items():
@@ -175,7 +162,14 @@ def status(as_json: JsonFlag = False) -> None:
             f"{worker['last_seen_ms_ago'] / 1000:.1f}s ago",
         )
     out.print(pool)
-    out.print(f"dead letters: {snapshot['dlq']['total']}")
+    dlq = snapshot["dlq"]
+    categories = ", ".join(f"{name} {count}" for name, count in sorted(dlq["by_category"].items()))
+    out.print(f"dead letters: {dlq['total']}" + (f" ({categories})" if categories else ""))
+    if dlq["overflow"] or dlq["expired"]:
+        out.print(
+            f"[yellow]retention evicted {dlq['overflow']} dead letter(s) over the count limit "
+            f"and {dlq['expired']} over the age limit[/yellow]"
+        )
 
 
 @app.command()
@@ -204,7 +198,7 @@ def _wait_for_pools(group: ProcessGroup) -> None:
         dead = {name: code for name, code in group.poll().items() if code is not None}
         if dead:
             exits = ", ".join(f"{name} (code {code})" for name, code in dead.items())
-            _fail(f"worker pool(s) exited: {exits}; stopping", code=1)
+            fail(f"worker pool(s) exited: {exits}; stopping", code=1)
         time.sleep(0.5)
 
 
@@ -218,6 +212,6 @@ def demo(
 
     summary = run_demo(workers.settings, console=err if as_json else out, quiet=as_json)
     if as_json:
-        _print_json(summary)
+        print_json(summary)
     if summary["pending"]:
         raise typer.Exit(1)

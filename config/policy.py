@@ -1,0 +1,484 @@
+"""The error-policy file: its format, its loader and how a category's policy is resolved.
+
+A policy file (TOML, ``version = 1``) says, per error category, whether a failed job is retried
+(and how often, how long to wait) or dead-lettered, plus ordered rules that put an exception in a
+category. ``load_policy`` validates it completely and raises ``PolicyError`` naming the file, the
+key and what is wrong; ``Policy.resolve`` answers "what do we do with category C for this actor on
+this queue in this environment".
+
+Resolution, per field, narrowest layer first: ``[actors.<actor>]`` > ``[queues."<queue>"]`` >
+``[environments.<env>]`` > the base tables.
+
+- ``action``, ``max_retries``, ``honor_retry_after``, ``report``: the narrowest
+  ``categories.<C>`` table that sets the field; else ``dead_letter``, ``0``, ``false``, ``false``.
+  So a category the file never mentions is dead-lettered at once and not reported.
+- ``min_backoff_ms``, ``max_backoff_ms``, ``jitter``: the narrowest ``categories.<C>`` table that
+  sets the field; if none does, the narrowest ``defaults`` table that does; else the built-in
+  ``BUILTIN_DEFAULTS``.
+- ``max_attempts`` (per job, all categories together): the narrowest ``defaults`` table.
+
+One table may not set ``min_backoff_ms`` above ``max_backoff_ms``, nor may the base tables taken
+together; when layers combine to do so, ``max_backoff_ms`` wins (the minimum is lowered to it).
+
+Rules keep file order. A rule's display name, used by ``evalq policy explain``, in classification
+results and in dead-letter records, is its ``name`` when given, else ``rules[i]`` (0-based, the
+same key path a policy error would print).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: The error categories, in the order of the architecture document. The one list of them.
+CATEGORIES: tuple[str, ...] = (
+    "rate_limited",
+    "provider_unavailable",
+    "timeout",
+    "invalid_model_output",
+    "model_capability",
+    "context_length",
+    "quota_exhausted",
+    "auth",
+    "invalid_request",
+    "invalid_payload",
+    "content_filtered",
+    "time_limit",
+    "crashed",
+    "aborted",
+    "expired",
+    "unknown",
+)
+
+Action = Literal["retry", "dead_letter", "drop"]
+ACTIONS: tuple[Action, ...] = ("retry", "dead_letter", "drop")
+ENVIRONMENTS = ("development", "test", "production")
+POLICY_VERSION = 1
+
+#: Values used when no ``defaults`` table sets them.
+BUILTIN_DEFAULTS: dict[str, int | float] = {
+    "max_attempts": 12,
+    "min_backoff_ms": 1000,
+    "max_backoff_ms": 300_000,
+    "jitter": 0.25,
+}
+
+
+class PolicyError(Exception):
+    """A policy file that cannot be used; one line per problem: ``<file>: <key>: <what>``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = tuple(problems)
+
+
+def _known(value: str, known: tuple[str, ...], what: str) -> str:
+    if value not in known:
+        close = difflib.get_close_matches(value, known, n=1)
+        hint = f'did you mean "{close[0]}"? ' if close else ""
+        raise ValueError(f"unknown {what}; {hint}expected one of: {', '.join(known)}")
+    return value
+
+
+def _category(value: str) -> str:
+    return _known(value, CATEGORIES, "category")
+
+
+def _environment(value: str) -> str:
+    return _known(value, ENVIRONMENTS, "environment")
+
+
+Category = Annotated[str, AfterValidator(_category)]
+EnvironmentName = Annotated[str, AfterValidator(_environment)]
+_NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> typing.Self:
+        low = getattr(self, "min_backoff_ms", None)
+        high = getattr(self, "max_backoff_ms", None)
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_backoff_ms ({low}) is greater than max_backoff_ms ({high})")
+        return self
+
+
+class DefaultsTable(_Table):
+    """``[defaults]``: the job-wide cap and the backoff every category starts from."""
+
+    max_attempts: int | None = Field(None, ge=1)
+    min_backoff_ms: _NonNegativeInt | None = None
+    max_backoff_ms: _NonNegativeInt | None = None
+    jitter: float | None = Field(None, ge=0, le=1)
+
+
+class CategoryTable(_Table):
+    """``[categories.<name>]``: what happens to a job failing with this category."""
+
+    action: Action | None = None
+    max_retries: _NonNegativeInt | None = None
+    min_backoff_ms: _NonNegativeInt | None = None
+    max_backoff_ms: _NonNegativeInt | None = None
+    jitter: float | None = Field(None, ge=0, le=1)
+    honor_retry_after: bool | None = None
+    report: bool | None = None
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"not a valid regular expression: {error}") from None
+    return pattern
+
+
+def _dotted(name: str) -> str:
+    if not all(part.isidentifier() for part in name.split(".")):
+        raise ValueError(f"{name!r} is not a dotted class name such as openai.RateLimitError")
+    return name
+
+
+def _http_status(status: int) -> int:
+    if not 100 <= status <= 599:
+        raise ValueError(f"{status} is not an HTTP status (100..599)")
+    return status
+
+
+class RuleTable(_Table):
+    """``[[rules]]``: puts an exception in ``category`` when all its matchers match one link."""
+
+    category: Category
+    name: str | None = None
+    exception: list[Annotated[str, AfterValidator(_dotted)]] | None = None
+    message: Annotated[str, AfterValidator(_regex)] | None = None
+    status: list[Annotated[int, AfterValidator(_http_status)]] | None = None
+    code: list[str] | None = None
+    error_type: list[str] | None = Field(None, alias="type")
+
+    @model_validator(mode="after")
+    def _has_matcher(self) -> typing.Self:
+        matchers = (self.exception, self.message, self.status, self.code, self.error_type)
+        if all(m is None for m in matchers):
+            raise ValueError("a rule needs at least one of exception, message, status, code, type")
+        if self.name is not None and (not self.name.strip() or self.name == "explicit"):
+            raise ValueError(f"name {self.name!r} is empty or reserved")
+        return self
+
+
+class OverrideTable(_Table):
+    """``[environments.<env>]``, ``[queues."<queue>"]``, ``[actors.<actor>]``."""
+
+    defaults: DefaultsTable | None = None
+    categories: dict[Category, CategoryTable] = Field(default_factory=dict)
+
+
+class PolicyFile(_Table):
+    """The whole policy file, as validated."""
+
+    version: int
+    defaults: DefaultsTable = Field(default_factory=DefaultsTable)
+    categories: dict[Category, CategoryTable] = Field(default_factory=dict)
+    rules: list[RuleTable] = Field(default_factory=list)
+    environments: dict[EnvironmentName, OverrideTable] = Field(default_factory=dict)
+    queues: dict[str, OverrideTable] = Field(default_factory=dict)
+    actors: dict[str, OverrideTable] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_first(cls, data: Any) -> Any:
+        # A file of another version is not worth validating key by key.
+        if isinstance(data, dict) and "version" in data and data["version"] != POLICY_VERSION:
+            raise ValueError(
+                f"version: unsupported version {data['version']!r}; "
+                f"this evalq reads version {POLICY_VERSION}"
+            )
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """One ``[[rules]]`` entry, ready to match: regex compiled, lists turned into sets.
+
+    ``exception_keys`` holds each dotted name split at its last dot as ``(prefix, name)``; the
+    matching itself lives in ``middleware.classify`` and never imports anything.
+    """
+
+    index: int
+    name: str
+    category: str
+    exception: tuple[str, ...]
+    exception_keys: tuple[tuple[str, str], ...]
+    message: re.Pattern[str] | None
+    status: frozenset[int] | None
+    code: frozenset[str] | None
+    error_type: frozenset[str] | None
+
+    @classmethod
+    def compile(cls, index: int, rule: RuleTable) -> CompiledRule:
+        names = tuple(rule.exception or ())
+        return cls(
+            index=index,
+            name=rule.name if rule.name is not None else f"rules[{index}]",
+            category=rule.category,
+            exception=names,
+            exception_keys=tuple((n.rpartition(".")[0], n.rpartition(".")[2]) for n in names),
+            message=re.compile(rule.message) if rule.message is not None else None,
+            status=frozenset(rule.status) if rule.status is not None else None,
+            code=frozenset(rule.code) if rule.code is not None else None,
+            error_type=frozenset(rule.error_type) if rule.error_type is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPolicy:
+    """What to do with one category for one actor, queue and environment."""
+
+    category: str
+    action: Action
+    max_retries: int
+    max_attempts: int
+    min_backoff_ms: int
+    max_backoff_ms: int
+    jitter: float
+    honor_retry_after: bool
+    report: bool
+
+    @property
+    def attempts_allowed(self) -> int:
+        """How many times a job whose every attempt fails with this category runs."""
+        if self.action != "retry":
+            return 1
+        return min(self.max_retries + 1, self.max_attempts)
+
+
+class Policy:
+    """A validated policy file: compiled rules and cached per-category resolution.
+
+    Parameters:
+      document: The validated file.
+      source: Where it came from (a path), for messages.
+    """
+
+    def __init__(self, document: PolicyFile, source: str = "<policy>") -> None:
+        self.document = document
+        self.source = source
+        self.rules: tuple[CompiledRule, ...] = tuple(
+            CompiledRule.compile(i, rule) for i, rule in enumerate(document.rules)
+        )
+        self._base = OverrideTable(defaults=document.defaults, categories=document.categories)
+        self._cache: dict[tuple[str, str, str, str], ResolvedPolicy] = {}
+
+    def resolve(self, category: str, *, actor: str, queue: str, env: str) -> ResolvedPolicy:
+        """The policy of ``category`` for this actor, queue and environment (narrowest wins)."""
+        key = (category, actor, queue, env)
+        cached = self._cache.get(key)
+        if cached is None:
+            if category not in CATEGORIES:
+                raise ValueError(f"unknown category {category!r}")
+            layers = [
+                self.document.actors.get(actor),
+                self.document.queues.get(queue),
+                self.document.environments.get(env),
+                self._base,
+            ]
+            cached = _resolve(category, [layer for layer in layers if layer is not None])
+            self._cache[key] = cached
+        return cached
+
+
+def _resolve(category: str, layers: list[OverrideTable]) -> ResolvedPolicy:
+    tables = [t for t in (layer.categories.get(category) for layer in layers) if t is not None]
+    defaults = [layer.defaults for layer in layers if layer.defaults is not None]
+
+    def pick(field: str, fallback: Any, *, from_defaults: bool = True) -> Any:
+        for table in tables:
+            value = getattr(table, field, None)
+            if value is not None:
+                return value
+        if from_defaults:
+            for defaults_table in defaults:
+                value = getattr(defaults_table, field, None)
+                if value is not None:
+                    return value
+            return BUILTIN_DEFAULTS[field]
+        return fallback
+
+    max_backoff = int(pick("max_backoff_ms", None))
+    return ResolvedPolicy(
+        category=category,
+        action=pick("action", "dead_letter", from_defaults=False),
+        max_retries=int(pick("max_retries", 0, from_defaults=False)),
+        max_attempts=int(pick("max_attempts", None)),
+        min_backoff_ms=min(int(pick("min_backoff_ms", None)), max_backoff),
+        max_backoff_ms=max_backoff,
+        jitter=float(pick("jitter", None)),
+        honor_retry_after=bool(pick("honor_retry_after", False, from_defaults=False)),
+        report=bool(pick("report", False, from_defaults=False)),
+    )
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file; raise ``PolicyError`` listing every problem."""
+    source = str(path)
+    file = Path(path)
+    if not file.exists():
+        raise PolicyError([f"{source}: does not exist"])
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise PolicyError([f"{source}: cannot be read: {error.strerror or error}"]) from None
+    except UnicodeDecodeError as error:
+        raise PolicyError([f"{source}: not UTF-8 text (byte {error.start})"]) from None
+    return parse_policy(text, source=source)
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
+    """Validate policy-file text (TOML); ``source`` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        found = _TOML_POSITION.search(message)
+        if found is None:
+            raise PolicyError([f"{source}: invalid TOML: {message}"]) from None
+        what = message[: found.start()]
+        line, column = found.groups()
+        raise PolicyError([f"{source}: line {line}: {what} (column {column})"]) from None
+    try:
+        document = PolicyFile.model_validate(data)
+    except ValidationError as error:
+        raise PolicyError(
+            [f"{source}: {_describe(item)}" for item in error.errors(include_url=False)]
+        ) from None
+    problems = _cross_checks(document)
+    if problems:
+        raise PolicyError([f"{source}: {p}" for p in problems])
+    return Policy(document, source)
+
+
+def _cross_checks(document: PolicyFile) -> list[str]:
+    """Problems no single table shows: duplicate rule names, base backoff bounds."""
+    problems = []
+    seen: dict[str, int] = {}
+    for index, rule in enumerate(document.rules):
+        if rule.name is None:
+            continue
+        if rule.name in seen:
+            problems.append(
+                f"rules[{index}].name: {rule.name!r} is already the name of "
+                f"rules[{seen[rule.name]}]"
+            )
+        seen.setdefault(rule.name, index)
+    defaults = document.defaults
+    low_default = _or(defaults.min_backoff_ms, BUILTIN_DEFAULTS["min_backoff_ms"])
+    high_default = _or(defaults.max_backoff_ms, BUILTIN_DEFAULTS["max_backoff_ms"])
+    if low_default > high_default:
+        problems.append(
+            f"defaults.min_backoff_ms: {low_default} is greater than max_backoff_ms "
+            f"({high_default})"
+        )
+    for name, table in document.categories.items():
+        low = _or(table.min_backoff_ms, low_default)
+        high = _or(table.max_backoff_ms, high_default)
+        if low > high:
+            field = "min_backoff_ms" if table.min_backoff_ms is not None else "max_backoff_ms"
+            problems.append(
+                f"categories.{name}.{field}: the category's min_backoff_ms ({low}) would be "
+                f"greater than its max_backoff_ms ({high})"
+            )
+    return problems
+
+
+def _or(value: int | None, fallback: int | float) -> int:
+    return int(fallback) if value is None else value
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """Render a location as a TOML key path: ``rules[3].message``, ``queues."a.b".defaults``."""
+    out = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        shown = part if _BARE_KEY.match(part) else '"' + part.replace('"', '\\"') + '"'
+        out += f".{shown}" if out else shown
+    return out or "(top level)"
+
+
+def _describe(item: Any) -> str:
+    loc: tuple[int | str, ...] = tuple(item["loc"])
+    kind = item["type"]
+    value = item.get("input")
+    if kind == "value_error":
+        what = str(item["ctx"]["error"])
+        if what.startswith("version: "):  # raised before the fields are known
+            return what
+    elif kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f'did you mean "{close[0]}"? ' if close else ""
+        what = f"unknown key; {hint}expected one of: {', '.join(allowed)}"
+    elif kind == "missing":
+        what = "required key is missing"
+    elif kind in ("model_type", "dict_type"):
+        what = f"must be a table, not {_toml_repr(value)}"
+    elif kind == "list_type":
+        what = f"must be an array such as [{_toml_repr(value)}], not {_toml_repr(value)}"
+    else:
+        what = f"{item['msg'][0].lower()}{item['msg'][1:]} (got {_toml_repr(value)})"
+    return f"{key_path(loc)}: {what}"
+
+
+def _toml_repr(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at ``loc`` accepts (aliases as written in the file)."""
+    node: Any = PolicyFile
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            fields = {f.alias or n: f for n, f in node.model_fields.items()}
+            if part not in fields:
+                return []
+            node = _unwrap(fields[str(part)].annotation)
+        else:  # a dict value or a list item
+            args = typing.get_args(node)
+            node = _unwrap(args[-1]) if args else None
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f.alias or n for n, f in node.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else annotation
+    return annotation

@@ -1,0 +1,459 @@
+"""The error-policy middleware: the only retry owner of an evalq broker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.broker import Broker, MessageProxy
+from dramatiq.middleware import SkipMessage
+
+from config.policy import Policy
+from middleware import keys
+from middleware.classify import Classification, classify
+from middleware.dead_letters import AckTarget, DeadLetterRecord, DeadLetters
+from middleware.decisions import Decision, decide
+from middleware.history import History, attempt_record, now_ms
+from middleware.sentry import SentryReporter
+
+logger = logging.getLogger("evalq.error_policy")
+
+#: Message options this middleware carries between attempts.
+OPTION_ATTEMPTS = "evalq_attempts"  # attempts that reached a decision
+OPTION_RETRIES = "evalq_retries"  # retries spent, per category
+OPTION_FIRST_FAILURE = "evalq_first_failure_at"
+OPTION_ATTEMPT_BASE = "evalq_attempt_base"  # attempts a redriven job had before its redrive
+
+#: How long a settlement is retried while Redis is unreachable before the message is nacked.
+SETTLE_PATIENCE_S = 60.0
+
+# Atomically: if this worker still holds the message, ack it, put its retry on the delay queue,
+# mark the job retrying and append the attempt to its timeline. Returns 0 if the message was no
+# longer ours (already settled, or requeued after a heartbeat timeout).
+_RETRY = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[5], 'state', 'retrying', 'category', ARGV[6], 'retry_at', ARGV[7],
+           'error_type', ARGV[8], 'error_message', ARGV[9])
+redis.call('EXPIRE', KEYS[5], ARGV[10])
+redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
+redis.call('EXPIRE', KEYS[6], ARGV[10])
+return 1
+"""
+
+
+@dataclass
+class _Attempt:
+    n: int  # counted over the job's whole life (redrives included): its timeline number
+    budget_n: int  # counted since the last redrive: what budgets and max_attempts compare
+    started_at: int
+    crashes: int  # attempts of this job that died with their worker, since the last redrive
+
+
+class ErrorPolicy(dramatiq.Middleware):
+    """Classifies every exception a job raises and retries, dead-letters or drops it by policy.
+
+    Attempts are counted in Redis when they start, so an attempt whose worker died counts too
+    (category ``crashed``); a job whose attempts reached ``max_attempts`` is dead-lettered
+    without running. A retry is re-enqueued with a delay and its counters in the message
+    options; a dead letter is written to the DLQ in the same atomic step that acks the message.
+
+    Parameters:
+      policy(Policy): The loaded policy file.
+      history(History): Job states and attempt timelines.
+      dead_letters(DeadLetters): The dead-letter store.
+      env(str): The deployment environment the policy resolves for.
+      sentry(SentryReporter | None): Reports ``unknown`` failures and categories whose
+        policy says ``report = true`` (once per job and root cause); None: Sentry is off.
+      rand(Callable[[], float]): Source of jitter in [0, 1).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        history: History,
+        dead_letters: DeadLetters,
+        env: str,
+        sentry: SentryReporter | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy
+        self.history = history
+        self.dead_letters = dead_letters
+        self.env = env
+        self.sentry = sentry
+        self.rand = rand
+        self.host = socket.gethostname()
+        self._retry_script: Any = None
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"max_attempts"}
+
+    # --- hooks -------------------------------------------------------------------------------
+
+    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+        _quiet_dramatiq_failure_logs()
+
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        job_id, queue, actor = message.message_id, message.queue_name, message.actor_name
+        n = self.history.start_attempt(job_id, queue=queue, actor=actor)
+        base = int(message.options.get(OPTION_ATTEMPT_BASE, 0))
+        known = int(message.options.get(OPTION_ATTEMPTS, base))
+        spent = dict(message.options.get(OPTION_RETRIES) or {})
+        attempt = _Attempt(
+            n=n,
+            budget_n=n - base,
+            started_at=now_ms(),
+            crashes=int(spent.get("crashed", 0)) + max(n - 1 - known, 0),
+        )
+        for lost in range(known + 1, n):
+            self.history.record_attempt(
+                job_id, attempt_record(lost, started_at=None, outcome="crashed", category="crashed")
+            )
+        cap = self._max_attempts(broker, message)
+        crashes = n - 1 - known
+        crashed = self.policy.resolve("crashed", actor=actor, queue=queue, env=self.env)
+        if crashes > 0:
+            logger.warning(
+                "job %s: %d attempt(s) started but never finished (worker died); now attempt %d",
+                job_id, crashes, n,
+            )  # fmt: skip
+        over_cap = attempt.budget_n > cap
+        over_crash_budget = crashes > 0 and (
+            crashed.action != "retry" or attempt.crashes > crashed.max_retries
+        )
+        if over_cap or over_crash_budget:
+            reason = (
+                f"crashed: max_attempts reached ({attempt.budget_n - 1} started of {cap}) "
+                "before this attempt"
+                if over_cap
+                else f"crashed: {attempt.crashes} attempt(s) died with their worker "
+                f"(budget {crashed.max_retries if crashed.action == 'retry' else 0})"
+            )
+            decision = Decision("dead_letter", "crashed", None, reason)
+            self._dead_letter(broker, message, None, decision, None, attempt, ran=False)
+            raise SkipMessage(reason)
+        message._evalq_attempt = attempt  # type: ignore[attr-defined]
+
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        attempt: _Attempt | None = getattr(message, "_evalq_attempt", None)
+        if attempt is None:
+            return
+        job_id = message.message_id
+        if exception is None:
+            finished = now_ms()
+            self.history.record_attempt(
+                job_id,
+                attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
+                               outcome="succeeded"),
+            )  # fmt: skip
+            self.history.record_state(job_id, {"state": "succeeded", "finished_at": finished})
+            return
+        classification = classify(exception, self.policy, now=time.time())
+        resolved = self.policy.resolve(
+            classification.category,
+            actor=message.actor_name,
+            queue=message.queue_name,
+            env=self.env,
+        )
+        decision = decide(
+            classification.category,
+            resolved,
+            attempt=attempt.budget_n,
+            max_attempts=self._max_attempts(broker, message),
+            retries=_spent(message, attempt),
+            retry_after_s=classification.retry_after_s,
+            forced_action=classification.forced_action,
+            rand=self.rand(),
+        )
+        self._log(message, attempt, classification, decision)
+        if decision.action == "retry":
+            self._retry(broker, message, classification, decision, attempt)
+        elif decision.action == "drop":
+            self._drop(message, classification, decision, attempt)
+        else:
+            self._dead_letter(broker, message, classification, decision, exception, attempt)
+        if self.sentry is not None and (decision.category == "unknown" or resolved.report):
+            self.sentry.report(
+                exception=exception,
+                root_cause=classification.root_cause,
+                job_id=message.message_id,
+                actor=message.actor_name,
+                queue=message.queue_name,
+                category=decision.category,
+                rule=classification.rule,
+                attempt=attempt.n,
+                decision=decision.action,
+                env=self.env,
+                payload=message._message.asdict(),
+            )
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def _retry(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        classification: Classification,
+        decision: Decision,
+        attempt: _Attempt,
+    ) -> None:
+        assert decision.delay_ms is not None
+        finished = now_ms()
+        queue = message.queue_name
+        eta = finished + decision.delay_ms
+        redis_message_id = str(uuid.uuid4())
+        retry = message.copy(
+            queue_name=keys.delay_queue_name(queue),
+            options={
+                "eta": eta,
+                "redis_message_id": redis_message_id,
+                OPTION_ATTEMPTS: attempt.n,
+                OPTION_RETRIES: decision.retries,
+                OPTION_FIRST_FAILURE: message.options.get(OPTION_FIRST_FAILURE) or finished,
+            },
+        )
+        root = classification.root_cause
+        entry = attempt_record(
+            attempt.n,
+            started_at=attempt.started_at,
+            finished_at=finished,
+            outcome="retried",
+            category=decision.category,
+            error_type=_type_name(root),
+            error_message=_message(root),
+        )
+        client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        if self._retry_script is None:
+            self._retry_script = client.register_script(_RETRY)
+        delay_queue = keys.delay_queue_name(queue)
+        script_keys = [
+            keys.acks_key(broker.broker_id, queue),  # type: ignore[attr-defined]
+            keys.queue_messages_key(queue),
+            keys.queue_key(delay_queue),
+            keys.queue_messages_key(delay_queue),
+            keys.job_key(message.message_id),
+            keys.attempts_key(message.message_id),
+        ]
+        args = [
+            message.options["redis_message_id"],
+            redis_message_id,
+            retry.encode(),
+            attempt.n,
+            _json(entry),
+            decision.category,
+            eta,
+            entry["error_type"] or "",
+            entry["error_message"] or "",
+            self.history.ttl_s,
+        ]
+        settled = self._settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+        if settled == 0:
+            logger.warning("job %s: no longer held by this worker; retry not scheduled",
+                           message.message_id)  # fmt: skip
+
+    def _drop(
+        self,
+        message: MessageProxy,
+        classification: Classification,
+        decision: Decision,
+        attempt: _Attempt,
+    ) -> None:
+        finished = now_ms()
+        root = classification.root_cause
+        self.history.record_attempt(
+            message.message_id,
+            attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
+                           outcome="dropped", category=decision.category,
+                           error_type=_type_name(root), error_message=_message(root)),
+        )  # fmt: skip
+        self.history.record_state(
+            message.message_id,
+            {"state": "dropped", "finished_at": finished, "category": decision.category},
+        )
+
+    def _dead_letter(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        classification: Classification | None,
+        decision: Decision,
+        exception: BaseException | None,
+        attempt: _Attempt,
+        *,
+        ran: bool = True,
+    ) -> None:
+        finished = now_ms()
+        job_id = message.message_id
+        root = classification.root_cause if classification else None
+        outcome = "aborted" if decision.category == "aborted" else "dead_lettered"
+        self.history.flush()
+        timeline = [a for a in self.history.attempts(job_id) if a["n"] != attempt.n]
+        if ran:
+            timeline.append(
+                attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
+                               outcome=outcome, category=decision.category,
+                               error_type=_type_name(root), error_message=_message(root))
+            )  # fmt: skip
+        failures = [a["finished_at"] for a in timeline if a.get("finished_at")]
+        first_failure = message.options.get(OPTION_FIRST_FAILURE) or (
+            min(failures) if failures else finished
+        )
+        record = DeadLetterRecord.create(
+            job_id=job_id,
+            queue=message.queue_name,
+            actor=message.actor_name,
+            category=decision.category,
+            rule=classification.rule if classification else None,
+            reason=decision.reason,
+            error_type=_type_name(root) if root else "",
+            error_message=_message(root) if root else decision.reason,
+            traceback=_traceback(exception),
+            chain_types=list(classification.chain_types) if classification else [],
+            attempts=timeline,
+            first_failure_at=int(first_failure),
+            last_failure_at=finished,
+            dead_at=finished,
+            worker_host=self.host,
+            worker_pid=os.getpid(),
+            payload=message._message.asdict(),
+        )
+        ack = AckTarget(
+            acks_key=keys.acks_key(broker.broker_id, message.queue_name),  # type: ignore[attr-defined]
+            messages_key=keys.queue_messages_key(message.queue_name),
+            redis_message_id=message.options["redis_message_id"],
+        )
+        if ran:
+            self.history.record_attempt(job_id, timeline[-1])
+        settled = self._settle(message, lambda: self.dead_letters.add(record, ack=ack))
+        if not settled:
+            logger.warning("job %s: no longer held by this worker; dead letter not written", job_id)
+
+    def _settle(self, message: MessageProxy, operation: Callable[[], Any]) -> Any:
+        """Run a settlement, retrying while Redis is unreachable; nack if it never comes back.
+
+        Nacking leaves the message in Dramatiq's own dead set rather than letting the worker's
+        plain ack drop it: a job is never lost because Redis blinked.
+        """
+        deadline = time.monotonic() + SETTLE_PATIENCE_S
+        delay = 0.1
+        while True:
+            try:
+                return operation()
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() >= deadline:
+                    logger.critical(
+                        "job %s: could not settle for %.0fs (Redis unreachable); nacking it",
+                        message.message_id, SETTLE_PATIENCE_S, exc_info=True,
+                    )  # fmt: skip
+                    message.fail()
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _max_attempts(self, broker: Broker, message: MessageProxy) -> int:
+        option = message.options.get("max_attempts")
+        if option is None:
+            actor = broker.actors.get(message.actor_name)
+            option = actor.options.get("max_attempts") if actor is not None else None
+        if option is not None:
+            return int(option)
+        resolved = self.policy.resolve(
+            "unknown", actor=message.actor_name, queue=message.queue_name, env=self.env
+        )
+        return resolved.max_attempts
+
+    def _log(
+        self,
+        message: MessageProxy,
+        attempt: _Attempt,
+        classification: Classification,
+        decision: Decision,
+    ) -> None:
+        root = classification.root_cause
+        text = "job %s attempt %d (%s on %s): %s: %s -> %s%s [category=%s rule=%s] %s"
+        delay = f" in {decision.delay_ms} ms" if decision.delay_ms is not None else ""
+        args = (
+            message.message_id, attempt.n, message.actor_name, message.queue_name,
+            _type_name(root), _message(root)[:200], decision.action, delay,
+            decision.category, classification.rule, decision.reason,
+        )  # fmt: skip
+        unknown = decision.category == "unknown"
+        if decision.action == "retry":
+            logger.log(logging.WARNING if unknown else logging.INFO, text, *args)
+        elif unknown:
+            logger.error(text, *args, exc_info=root)
+        else:
+            logger.warning(text, *args)
+
+
+def _spent(message: MessageProxy, attempt: _Attempt) -> dict[str, int]:
+    """Retries spent per category, with crashes counted under ``crashed``."""
+    spent = {k: int(v) for k, v in (message.options.get(OPTION_RETRIES) or {}).items()}
+    if attempt.crashes:
+        spent["crashed"] = attempt.crashes
+    return spent
+
+
+def _type_name(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _message(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = getattr(exc, "message", None)
+    return (text if isinstance(text, str) else str(exc))[:2000]
+
+
+def _traceback(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    return "".join(traceback.format_exception(exc))[-8000:]
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+class _DropDramatiqFailureLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to process message")
+
+
+def _quiet_dramatiq_failure_logs() -> None:
+    """Dramatiq logs every failed attempt at ERROR; evalq logs one decision line instead."""
+    worker_logger = logging.getLogger("dramatiq.worker.WorkerThread")
+    if not any(isinstance(f, _DropDramatiqFailureLogs) for f in worker_logger.filters):
+        worker_logger.addFilter(_DropDramatiqFailureLogs())

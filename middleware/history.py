@@ -1,0 +1,271 @@
+"""Job history: each job's state and attempt timeline in Redis.
+
+The worker's hot path pays one synchronous round trip per attempt: the attempt counter and the
+"running" record go in one pipeline when the attempt starts (so a crash is visible). Outcomes are
+buffered per process and written in pipelined batches by a background thread; the decisions that
+must be durable before the broker forgets a message (a retry, a dead letter) are written by the
+same atomic script that settles the message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.broker import Broker
+from dramatiq.message import Message
+
+from middleware import keys
+
+logger = logging.getLogger(__name__)
+
+STATES = ("queued", "running", "retrying", "succeeded", "dead_lettered", "aborted", "dropped")
+ACTIVE_STATES = frozenset({"queued", "running", "retrying"})
+TERMINAL_STATES = frozenset({"succeeded", "dead_lettered", "aborted", "dropped"})
+
+#: Outcomes of one attempt, as the timeline records them.
+OUTCOMES = ("succeeded", "retried", "dead_lettered", "dropped", "crashed", "aborted")
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+def attempt_record(
+    n: int,
+    *,
+    started_at: int | None,
+    finished_at: int | None = None,
+    outcome: str | None = None,
+    category: str | None = None,
+    error_type: str | None = None,
+    error_message: str | None = None,
+) -> dict[str, Any]:
+    """One entry of a job's attempt timeline (the ``evalq jobs show`` contract)."""
+    return {
+        "n": n,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "outcome": outcome,
+        "category": category,
+        "error_type": error_type,
+        "error_message": error_message,
+    }
+
+
+class History:
+    """Reads and writes job states and attempt timelines.
+
+    Parameters:
+      client(redis.Redis): The Redis client (shared with the broker).
+      ttl_s(int): How long a job's records are kept after their last change, in seconds.
+      flush_interval_s(float): How often buffered writes are flushed, in seconds.
+      max_buffer(int): Flush early once this many writes are buffered.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl_s: int = 7 * 24 * 3600,
+        flush_interval_s: float = 0.1,
+        max_buffer: int = 500,
+    ) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self.flush_interval_s = flush_interval_s
+        self.max_buffer = max_buffer
+        self._buffer: list[tuple[str, str, Mapping[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- synchronous writes ------------------------------------------------------------------
+
+    def record_enqueued(self, job_id: str, *, queue: str, actor: str) -> None:
+        """Mark a freshly enqueued job ``queued`` (the submitter's path, not the worker's)."""
+        pipe = self.client.pipeline(transaction=False)
+        self._write_state(
+            pipe,
+            job_id,
+            {"state": "queued", "queue": queue, "actor": actor, "enqueued_at": now_ms()},
+        )
+        pipe.execute()
+
+    def start_attempt(self, job_id: str, *, queue: str, actor: str) -> int:
+        """Count a new attempt and record it as running, in one round trip; returns its number."""
+        started = now_ms()
+        counter = keys.attempt_counter_key(job_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(counter)
+        pipe.expire(counter, self.ttl_s)
+        pipe.hset(
+            keys.job_key(job_id),
+            mapping={"state": "running", "queue": queue, "actor": actor, "started_at": started},
+        )
+        pipe.expire(keys.job_key(job_id), self.ttl_s)
+        n = int(pipe.execute()[0])
+        # The timeline entry is written with the outcome; a crash leaves only the counter and
+        # the "running" state behind, which is exactly what crash detection reads.
+        return n
+
+    # --- buffered writes ---------------------------------------------------------------------
+
+    def record_attempt(self, job_id: str, attempt: dict[str, Any]) -> None:
+        """Buffer one finished attempt of the timeline."""
+        self._enqueue(keys.attempts_key(job_id), "attempt", attempt)
+
+    def record_state(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """Buffer a change of a job's state hash."""
+        self._enqueue(keys.job_key(job_id), "state", fields)
+
+    def _enqueue(self, key: str, kind: str, value: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._buffer.append((key, kind, value))
+            full = len(self._buffer) >= self.max_buffer
+        if full or self._thread is None:
+            self._wake.set()
+            if self._thread is None:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered change now, in one pipeline."""
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, kind, value in batch:
+            if kind == "attempt":
+                pipe.hset(key, str(value["n"]), json.dumps(value))
+            else:
+                pipe.hset(key, mapping=dict(value))
+            pipe.expire(key, self.ttl_s)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            logger.warning("Could not write %d history change(s); retrying.", len(batch))
+            with self._lock:
+                self._buffer[:0] = batch
+
+    def start(self) -> None:
+        """Start the background flusher (once per worker process)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="evalq-history", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the flusher and write what is left."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self.flush()
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def _write_state(self, pipe: Any, job_id: str, fields: Mapping[str, Any]) -> None:
+        pipe.hset(keys.job_key(job_id), mapping=dict(fields))
+        pipe.expire(keys.job_key(job_id), self.ttl_s)
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's attempt timeline, in attempt order."""
+        raw = self.client.hgetall(keys.attempts_key(job_id))
+        entries = [json.loads(v) for v in raw.values()]  # type: ignore[union-attr]
+        return sorted(entries, key=lambda a: int(a["n"]))
+
+    def show(self, job_id: str) -> dict[str, Any] | None:
+        """The ``evalq jobs show`` document of a job, or None when unknown."""
+        return self.show_many([job_id])[0]
+
+    def show_many(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
+        """``show`` for many jobs, in one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(keys.job_key(job_id))
+            pipe.hgetall(keys.attempts_key(job_id))
+        replies = pipe.execute()
+        return [
+            _document(job_id, replies[2 * i], replies[2 * i + 1])
+            for i, job_id in enumerate(job_ids)
+        ]
+
+
+def _document(
+    job_id: str, state_raw: dict[Any, Any], attempts_raw: dict[Any, Any]
+) -> dict[str, Any] | None:
+    if not state_raw:
+        return None
+    state = {_text(k): _text(v) for k, v in state_raw.items()}
+    attempts = sorted((json.loads(v) for v in attempts_raw.values()), key=lambda a: a["n"])
+    document: dict[str, Any] = {
+        "job_id": job_id,
+        "queue": state.get("queue"),
+        "actor": state.get("actor"),
+        "state": state.get("state"),
+        "attempts": attempts,
+    }
+    for extra in (
+        "category",
+        "dead_letter_id",
+        "enqueued_at",
+        "finished_at",
+        "error_type",
+        "error_message",
+    ):
+        if extra in state:
+            document[extra] = state[extra]
+    return document
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class JobHistory(dramatiq.Middleware):
+    """Records newly enqueued jobs as ``queued`` and runs the history flusher in workers.
+
+    Retries, redrives and the other transitions are written by the error policy and the
+    dead-letter store; this middleware only sees a job enter the broker for the first time.
+
+    Parameters:
+      history(History): Where states are written.
+    """
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def after_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
+        # A message that already carries evalq options is a retry or a delayed message coming
+        # due: its state was written when it was scheduled.
+        if any(name.startswith("evalq_") for name in message.options):
+            return
+        try:
+            self.history.record_enqueued(
+                message.message_id, queue=message.queue_name, actor=message.actor_name
+            )
+        except redis.RedisError:
+            logger.warning("Could not record job %s as queued.", message.message_id, exc_info=True)
+
+    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+        self.history.start()
+
+    def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+        self.history.stop()

@@ -1,0 +1,104 @@
+"""Every Redis key evalq writes, in one place, so that atomic scripts in different modules agree."""
+
+from __future__ import annotations
+
+#: Dramatiq's own key namespace (queues are ``dramatiq:<queue>``, their payloads
+#: ``dramatiq:<queue>.msgs``, delayed messages ``dramatiq:<queue>.DQ``).
+DRAMATIQ_NAMESPACE = "dramatiq"
+
+#: Per-job state hash (state, queue, actor, timestamps, last error).
+JOB_PREFIX = "evalq:job:"
+#: Per-job attempt timeline hash: field ``<n>`` holds the JSON of attempt n.
+ATTEMPTS_PREFIX = "evalq:attempts:"
+#: Per-job attempt counter, incremented when an attempt starts.
+ATTEMPT_COUNTER_PREFIX = "evalq:attempt-count:"
+#: Dead-letter store namespace (records, indexes, counters).
+DLQ_PREFIX = "evalq:dlq:"
+
+
+def job_key(job_id: str) -> str:
+    """The state hash of one job."""
+    return f"{JOB_PREFIX}{job_id}"
+
+
+def attempts_key(job_id: str) -> str:
+    """The attempt timeline of one job."""
+    return f"{ATTEMPTS_PREFIX}{job_id}"
+
+
+def attempt_counter_key(job_id: str) -> str:
+    """The attempt counter of one job."""
+    return f"{ATTEMPT_COUNTER_PREFIX}{job_id}"
+
+
+def queue_key(queue: str) -> str:
+    """Dramatiq's list of ready message ids of ``queue``."""
+    return f"{DRAMATIQ_NAMESPACE}:{queue}"
+
+
+def queue_messages_key(queue: str) -> str:
+    """Dramatiq's hash of message payloads of ``queue``, by Redis message id."""
+    return f"{DRAMATIQ_NAMESPACE}:{queue}.msgs"
+
+
+def delay_queue_name(queue: str) -> str:
+    """The name of ``queue``'s delay queue."""
+    return f"{queue}.DQ"
+
+
+def acks_key(broker_id: str, queue: str) -> str:
+    """Dramatiq's set of message ids fetched (and not yet acked) by one broker from ``queue``."""
+    return f"{DRAMATIQ_NAMESPACE}:__acks__.{broker_id}.{queue}"
+
+
+# Dead-letter store (middleware/dead_letters.py). Record ids sort lexically by time; every index
+# is a sorted set whose members are record ids, all with score 0, so lexical range queries page it.
+
+#: One dead letter: a hash with the record's JSON and the fields its removal needs.
+DLQ_RECORD_PREFIX = f"{DLQ_PREFIX}record:"
+#: Index of every dead letter.
+DLQ_INDEX_ALL = f"{DLQ_PREFIX}index:all"
+#: Prefix of the per-queue index (followed by the queue name).
+DLQ_INDEX_QUEUE_PREFIX = f"{DLQ_PREFIX}index:queue:"
+#: Prefix of the per-category index (followed by the category).
+DLQ_INDEX_CATEGORY_PREFIX = f"{DLQ_PREFIX}index:category:"
+#: Prefix of the per-(queue, category) index (followed by ``<queue>:<category>``; queue names
+#: cannot contain ``:``).
+DLQ_INDEX_QUEUE_CATEGORY_PREFIX = f"{DLQ_PREFIX}index:queue-category:"
+#: Hash: category -> number of dead letters.
+DLQ_COUNT_BY_CATEGORY = f"{DLQ_PREFIX}count:category"
+#: Hash: queue -> number of dead letters.
+DLQ_COUNT_BY_QUEUE = f"{DLQ_PREFIX}count:queue"
+#: Hash of retention counters: ``overflow`` (evicted by count), ``expired`` (evicted by age).
+DLQ_COUNTERS = f"{DLQ_PREFIX}counters"
+
+
+def dlq_record_key(record_id: str) -> str:
+    """The hash holding one dead letter."""
+    return f"{DLQ_RECORD_PREFIX}{record_id}"
+
+
+def dlq_queue_index_key(queue: str) -> str:
+    """The index of the dead letters of ``queue``."""
+    return f"{DLQ_INDEX_QUEUE_PREFIX}{queue}"
+
+
+def dlq_category_index_key(category: str) -> str:
+    """The index of the dead letters of ``category``."""
+    return f"{DLQ_INDEX_CATEGORY_PREFIX}{category}"
+
+
+def dlq_queue_category_index_key(queue: str, category: str) -> str:
+    """The index of the dead letters of ``category`` on ``queue``."""
+    return f"{DLQ_INDEX_QUEUE_CATEGORY_PREFIX}{queue}:{category}"
+
+
+# Sentry reporting (middleware/sentry.py).
+
+#: Marks that one job's failure with one root cause (fingerprint digest) was sent to Sentry.
+SENTRY_SENT_PREFIX = "evalq:sentry-sent:"
+
+
+def sentry_sent_key(job_id: str, fingerprint_digest: str) -> str:
+    """Set (``SET NX EX``) when a Sentry event for ``job_id`` with one fingerprint is sent."""
+    return f"{SENTRY_SENT_PREFIX}{job_id}:{fingerprint_digest}"

@@ -1,0 +1,63 @@
+"""Redaction of secrets before anything is stored or sent: DLQ records, history, Sentry events."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "[redacted]"
+
+#: Mapping keys whose values are secrets, whatever they hold: the key is, or ends with, one of
+#: these words ("x-api-key", "client_secret", "session_token"; not "max_tokens").
+SECRET_KEY = re.compile(
+    r"(^|[_\-. ])(api[_\-]?key|apikey|access[_\-]?key|secret[_\-]?key|private[_\-]?key|secret"
+    r"|password|passwd|pwd|authorization|auth|dsn|cookie|set[_\-]cookie|credentials?|token)$",
+    re.IGNORECASE,
+)
+
+_SECRET_TEXT = (
+    # OpenAI-style keys (sk-..., sk-proj-...), and other long key-looking tokens with a prefix.
+    re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{8,}"),
+    # Authorization header values.
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
+    # Credentials in URLs (scheme://user:pass@host, scheme://:pass@host, scheme://key@host as
+    # in a Sentry DSN).
+    re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@"),
+    # key=value and "key": "value" pairs written into text.
+    re.compile(
+        r"(?i)\b(api[_\-]?key|apikey|access[_\-]?token|refresh[_\-]?token|token|secret"
+        r"|client[_\-]?secret|password|passwd|authorization)(\"?\s*[:=]\s*\"?)([^\s\"'&,;]+)"
+    ),
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with key-looking tokens, bearer tokens and URL credentials replaced."""
+    text = _SECRET_TEXT[0].sub(REDACTED, text)
+    text = _SECRET_TEXT[1].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _SECRET_TEXT[2].sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    return _SECRET_TEXT[3].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+def _snake(key: str) -> str:
+    """``accessToken`` -> ``access_token``, so camelCase keys match like snake_case ones."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
+
+
+def redact(value: Any, *, _depth: int = 0) -> Any:
+    """A copy of ``value`` with secrets redacted: values under secret-looking keys, at any depth,
+    and secret-looking strings anywhere."""
+    if _depth > 32:
+        return REDACTED
+    if isinstance(value, dict):
+        return {
+            key: REDACTED
+            if isinstance(key, str) and SECRET_KEY.search(_snake(key))
+            else redact(item, _depth=_depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact(item, _depth=_depth + 1) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
