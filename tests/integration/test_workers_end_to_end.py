@@ -11,9 +11,9 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from middleware.history import History
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, rule_request, target_of
-from middleware.history import History
 from workers import actors, client
 from workers.demo.provider import Reply, SimulatedProvider
 from workers.requests_file import describe_validation_error

@@ -29,9 +29,12 @@ class WorkerPools:
         processes: int = 1,
         threads: int = 2,
         env: dict[str, str] | None = None,
+        modules: tuple[str, ...] = (),
         wait: bool = True,
     ) -> str:
-        """Start one pool consuming ``queues`` (all queues when none given); returns its name."""
+        """Start one pool consuming ``queues`` (all queues when none given); returns its name.
+
+        ``modules`` are imported by each worker process after the broker (extra actors)."""
         self._count += 1
         name = f"pool{self._count}"
         argv = [
@@ -39,6 +42,7 @@ class WorkerPools:
             "-m",
             "dramatiq",
             "workers",
+            *modules,
             "--processes",
             str(processes),
             "--threads",
