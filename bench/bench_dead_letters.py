@@ -18,7 +18,8 @@ from typing import Any
 import redis
 
 from middleware import keys
-from middleware.dead_letters import AckTarget, DeadLetterRecord, DeadLetters
+from middleware.dead_letter_records import DeadLetterRecord
+from middleware.dead_letters import AckTarget, DeadLetters
 from workers.embedded_redis import EmbeddedRedis
 
 RECORDS = 100_000

@@ -3,8 +3,8 @@
 A policy file (TOML, ``version = 1``) says, per error category, whether a failed job is retried
 (and how often, how long to wait) or dead-lettered, plus ordered rules that put an exception in a
 category. ``load_policy`` validates it completely and raises ``PolicyError`` naming the file, the
-key and what is wrong; ``Policy.resolve`` answers "what do we do with category C for this actor on
-this queue in this environment".
+key and what is wrong (worded by ``config.policy_errors``); ``Policy.resolve`` answers "what do
+we do with category C for this actor on this queue in this environment".
 
 Resolution, per field, narrowest layer first: ``[actors.<actor>]`` > ``[queues."<queue>"]`` >
 ``[environments.<env>]`` > the base tables.
@@ -30,13 +30,14 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from config.policy_errors import describe_toml_error, describe_validation_error
 
 #: The error categories, in the order of the architecture document. The one list of them.
 CATEGORIES: tuple[str, ...] = (
@@ -342,27 +343,17 @@ def load_policy(path: str | Path) -> Policy:
     return parse_policy(text, source=source)
 
 
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-
-
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     """Validate policy-file text (TOML); ``source`` names it in errors."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        message = str(error)
-        found = _TOML_POSITION.search(message)
-        if found is None:
-            raise PolicyError([f"{source}: invalid TOML: {message}"]) from None
-        what = message[: found.start()]
-        line, column = found.groups()
-        raise PolicyError([f"{source}: line {line}: {what} (column {column})"]) from None
+        raise PolicyError([f"{source}: {describe_toml_error(error)}"]) from None
     try:
         document = PolicyFile.model_validate(data)
     except ValidationError as error:
-        raise PolicyError(
-            [f"{source}: {_describe(item)}" for item in error.errors(include_url=False)]
-        ) from None
+        problems = describe_validation_error(error, PolicyFile)
+        raise PolicyError([f"{source}: {p}" for p in problems]) from None
     problems = _cross_checks(document)
     if problems:
         raise PolicyError([f"{source}: {p}" for p in problems])
@@ -404,81 +395,3 @@ def _cross_checks(document: PolicyFile) -> list[str]:
 
 def _or(value: int | None, fallback: int | float) -> int:
     return int(fallback) if value is None else value
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def key_path(loc: tuple[int | str, ...]) -> str:
-    """Render a location as a TOML key path: ``rules[3].message``, ``queues."a.b".defaults``."""
-    out = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        shown = part if _BARE_KEY.match(part) else '"' + part.replace('"', '\\"') + '"'
-        out += f".{shown}" if out else shown
-    return out or "(top level)"
-
-
-def _describe(item: Any) -> str:
-    loc: tuple[int | str, ...] = tuple(item["loc"])
-    kind = item["type"]
-    value = item.get("input")
-    if kind == "value_error":
-        what = str(item["ctx"]["error"])
-        if what.startswith("version: "):  # raised before the fields are known
-            return what
-    elif kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f'did you mean "{close[0]}"? ' if close else ""
-        what = f"unknown key; {hint}expected one of: {', '.join(allowed)}"
-    elif kind == "missing":
-        what = "required key is missing"
-    elif kind in ("model_type", "dict_type"):
-        what = f"must be a table, not {_toml_repr(value)}"
-    elif kind == "list_type":
-        what = f"must be an array such as [{_toml_repr(value)}], not {_toml_repr(value)}"
-    else:
-        what = f"{item['msg'][0].lower()}{item['msg'][1:]} (got {_toml_repr(value)})"
-    return f"{key_path(loc)}: {what}"
-
-
-def _toml_repr(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, dict):
-        return "a table"
-    return repr(value)
-
-
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the table at ``loc`` accepts (aliases as written in the file)."""
-    node: Any = PolicyFile
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            fields = {f.alias or n: f for n, f in node.model_fields.items()}
-            if part not in fields:
-                return []
-            node = _unwrap(fields[str(part)].annotation)
-        else:  # a dict value or a list item
-            args = typing.get_args(node)
-            node = _unwrap(args[-1]) if args else None
-    if isinstance(node, type) and issubclass(node, BaseModel):
-        return [f.alias or n for n, f in node.model_fields.items()]
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    """``X | None`` -> ``X``."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return rest[0] if len(rest) == 1 else annotation
-    return annotation

@@ -7,8 +7,6 @@ import os
 import random
 import socket
 import time
-import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +19,13 @@ from dramatiq.middleware import SkipMessage
 from config.policy import Policy
 from middleware import keys
 from middleware.classify import Classification, classify
-from middleware.dead_letters import AckTarget, DeadLetterRecord, DeadLetters
+from middleware.dead_letter_records import DeadLetterRecord
+from middleware.dead_letters import AckTarget, DeadLetters
 from middleware.decisions import Decision, decide
+from middleware.failure_text import error_message, traceback_text, type_name
 from middleware.history import History, attempt_record, now_ms
 from middleware.sentry import SentryReporter
+from middleware.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settle
 
 logger = logging.getLogger("evalq.error_policy")
 
@@ -33,26 +34,6 @@ OPTION_ATTEMPTS = "evalq_attempts"  # attempts that reached a decision
 OPTION_RETRIES = "evalq_retries"  # retries spent, per category
 OPTION_FIRST_FAILURE = "evalq_first_failure_at"
 OPTION_ATTEMPT_BASE = "evalq_attempt_base"  # attempts a redriven job had before its redrive
-
-#: How long a settlement is retried while Redis is unreachable before the message is nacked.
-SETTLE_PATIENCE_S = 60.0
-
-# Atomically: if this worker still holds the message, ack it, put its retry on the delay queue,
-# mark the job retrying and append the attempt to its timeline. Returns 0 if the message was no
-# longer ours (already settled, or requeued after a heartbeat timeout).
-_RETRY = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
-redis.call('RPUSH', KEYS[3], ARGV[2])
-redis.call('HSET', KEYS[5], 'state', 'retrying', 'category', ARGV[6], 'retry_at', ARGV[7],
-           'error_type', ARGV[8], 'error_message', ARGV[9])
-redis.call('EXPIRE', KEYS[5], ARGV[10])
-redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
-redis.call('EXPIRE', KEYS[6], ARGV[10])
-return 1
-"""
 
 
 @dataclass
@@ -161,15 +142,8 @@ class ErrorPolicy(dramatiq.Middleware):
         attempt: _Attempt | None = getattr(message, "_evalq_attempt", None)
         if attempt is None:
             return
-        job_id = message.message_id
         if exception is None:
-            finished = now_ms()
-            self.history.record_attempt(
-                job_id,
-                attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                               outcome="succeeded"),
-            )  # fmt: skip
-            self.history.record_state(job_id, {"state": "succeeded", "finished_at": finished})
+            self._succeed(message, attempt)
             return
         classification = classify(exception, self.policy, now=time.time())
         resolved = self.policy.resolve(
@@ -196,21 +170,19 @@ class ErrorPolicy(dramatiq.Middleware):
         else:
             self._dead_letter(broker, message, classification, decision, exception, attempt)
         if self.sentry is not None and (decision.category == "unknown" or resolved.report):
-            self.sentry.report(
-                exception=exception,
-                root_cause=classification.root_cause,
-                job_id=message.message_id,
-                actor=message.actor_name,
-                queue=message.queue_name,
-                category=decision.category,
-                rule=classification.rule,
-                attempt=attempt.n,
-                decision=decision.action,
-                env=self.env,
-                payload=message._message.asdict(),
-            )
+            self._report(self.sentry, message, exception, classification, decision, attempt)
 
     # --- actions -------------------------------------------------------------------------------
+
+    def _succeed(self, message: MessageProxy, attempt: _Attempt) -> None:
+        job_id = message.message_id
+        finished = now_ms()
+        self.history.record_attempt(
+            job_id,
+            attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
+                           outcome="succeeded"),
+        )  # fmt: skip
+        self.history.record_state(job_id, {"state": "succeeded", "finished_at": finished})
 
     def _retry(
         self,
@@ -222,14 +194,11 @@ class ErrorPolicy(dramatiq.Middleware):
     ) -> None:
         assert decision.delay_ms is not None
         finished = now_ms()
-        queue = message.queue_name
         eta = finished + decision.delay_ms
-        redis_message_id = str(uuid.uuid4())
-        retry = message.copy(
-            queue_name=keys.delay_queue_name(queue),
-            options={
-                "eta": eta,
-                "redis_message_id": redis_message_id,
+        redis_message_id, data = delayed_retry(
+            message,
+            eta=eta,
+            carried={
                 OPTION_ATTEMPTS: attempt.n,
                 OPTION_RETRIES: decision.retries,
                 OPTION_FIRST_FAILURE: message.options.get(OPTION_FIRST_FAILURE) or finished,
@@ -242,34 +211,22 @@ class ErrorPolicy(dramatiq.Middleware):
             finished_at=finished,
             outcome="retried",
             category=decision.category,
-            error_type=_type_name(root),
-            error_message=_message(root),
+            error_type=type_name(root),
+            error_message=error_message(root),
         )
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
         if self._retry_script is None:
-            self._retry_script = client.register_script(_RETRY)
-        delay_queue = keys.delay_queue_name(queue)
-        script_keys = [
-            keys.acks_key(broker.broker_id, queue),  # type: ignore[attr-defined]
-            keys.queue_messages_key(queue),
-            keys.queue_key(delay_queue),
-            keys.queue_messages_key(delay_queue),
-            keys.job_key(message.message_id),
-            keys.attempts_key(message.message_id),
-        ]
-        args = [
-            message.options["redis_message_id"],
-            redis_message_id,
-            retry.encode(),
-            attempt.n,
-            _json(entry),
-            decision.category,
-            eta,
-            entry["error_type"] or "",
-            entry["error_message"] or "",
-            self.history.ttl_s,
-        ]
-        settled = self._settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+            self._retry_script = client.register_script(RETRY_SCRIPT)
+        script_keys, args = retry_call(
+            message,
+            broker_id=broker.broker_id,  # type: ignore[attr-defined]
+            redis_message_id=redis_message_id,
+            data=data,
+            entry=entry,
+            eta=eta,
+            job_ttl_s=self.history.ttl_s,
+        )
+        settled = settle(message, lambda: self._retry_script(keys=script_keys, args=args))
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; retry not scheduled",
                            message.message_id)  # fmt: skip
@@ -287,7 +244,7 @@ class ErrorPolicy(dramatiq.Middleware):
             message.message_id,
             attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
                            outcome="dropped", category=decision.category,
-                           error_type=_type_name(root), error_message=_message(root)),
+                           error_type=type_name(root), error_message=error_message(root)),
         )  # fmt: skip
         self.history.record_state(
             message.message_id,
@@ -315,7 +272,7 @@ class ErrorPolicy(dramatiq.Middleware):
             timeline.append(
                 attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
                                outcome=outcome, category=decision.category,
-                               error_type=_type_name(root), error_message=_message(root))
+                               error_type=type_name(root), error_message=error_message(root))
             )  # fmt: skip
         failures = [a["finished_at"] for a in timeline if a.get("finished_at")]
         first_failure = message.options.get(OPTION_FIRST_FAILURE) or (
@@ -328,9 +285,9 @@ class ErrorPolicy(dramatiq.Middleware):
             category=decision.category,
             rule=classification.rule if classification else None,
             reason=decision.reason,
-            error_type=_type_name(root) if root else "",
-            error_message=_message(root) if root else decision.reason,
-            traceback=_traceback(exception),
+            error_type=type_name(root) if root else "",
+            error_message=error_message(root) if root else decision.reason,
+            traceback=traceback_text(exception),
             chain_types=list(classification.chain_types) if classification else [],
             attempts=timeline,
             first_failure_at=int(first_failure),
@@ -347,31 +304,32 @@ class ErrorPolicy(dramatiq.Middleware):
         )
         if ran:
             self.history.record_attempt(job_id, timeline[-1])
-        settled = self._settle(message, lambda: self.dead_letters.add(record, ack=ack))
+        settled = settle(message, lambda: self.dead_letters.add(record, ack=ack))
         if not settled:
             logger.warning("job %s: no longer held by this worker; dead letter not written", job_id)
 
-    def _settle(self, message: MessageProxy, operation: Callable[[], Any]) -> Any:
-        """Run a settlement, retrying while Redis is unreachable; nack if it never comes back.
-
-        Nacking leaves the message in Dramatiq's own dead set rather than letting the worker's
-        plain ack drop it: a job is never lost because Redis blinked.
-        """
-        deadline = time.monotonic() + SETTLE_PATIENCE_S
-        delay = 0.1
-        while True:
-            try:
-                return operation()
-            except (redis.ConnectionError, redis.TimeoutError):
-                if time.monotonic() >= deadline:
-                    logger.critical(
-                        "job %s: could not settle for %.0fs (Redis unreachable); nacking it",
-                        message.message_id, SETTLE_PATIENCE_S, exc_info=True,
-                    )  # fmt: skip
-                    message.fail()
-                    return None
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    def _report(
+        self,
+        sentry: SentryReporter,
+        message: MessageProxy,
+        exception: BaseException,
+        classification: Classification,
+        decision: Decision,
+        attempt: _Attempt,
+    ) -> None:
+        sentry.report(
+            exception=exception,
+            root_cause=classification.root_cause,
+            job_id=message.message_id,
+            actor=message.actor_name,
+            queue=message.queue_name,
+            category=decision.category,
+            rule=classification.rule,
+            attempt=attempt.n,
+            decision=decision.action,
+            env=self.env,
+            payload=message._message.asdict(),
+        )
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -399,7 +357,7 @@ class ErrorPolicy(dramatiq.Middleware):
         delay = f" in {decision.delay_ms} ms" if decision.delay_ms is not None else ""
         args = (
             message.message_id, attempt.n, message.actor_name, message.queue_name,
-            _type_name(root), _message(root)[:200], decision.action, delay,
+            type_name(root), error_message(root)[:200], decision.action, delay,
             decision.category, classification.rule, decision.reason,
         )  # fmt: skip
         unknown = decision.category == "unknown"
@@ -417,34 +375,6 @@ def _spent(message: MessageProxy, attempt: _Attempt) -> dict[str, int]:
     if attempt.crashes:
         spent["crashed"] = attempt.crashes
     return spent
-
-
-def _type_name(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    cls = type(exc)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-
-
-def _message(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    text = getattr(exc, "message", None)
-    return (text if isinstance(text, str) else str(exc))[:2000]
-
-
-def _traceback(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    return "".join(traceback.format_exception(exc))[-8000:]
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 class _DropDramatiqFailureLogs(logging.Filter):

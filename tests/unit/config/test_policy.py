@@ -11,10 +11,10 @@ from config.policy import (
     Policy,
     PolicyError,
     ResolvedPolicy,
-    key_path,
     load_policy,
     parse_policy,
 )
+from config.policy_errors import key_path
 from config.settings import DEFAULT_POLICY_FILE
 
 MINIMAL = """\

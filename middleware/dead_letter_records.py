@@ -1,0 +1,152 @@
+"""A dead-letter record: what evalq keeps of a dead job, and how it is turned back into a job.
+
+A record's id is the millisecond of death, zero-padded, then a random suffix, so ids sort by time.
+A record is stored redacted and capped (``DeadLetterRecord.redacted``); a record whose payload
+lost a secret to redaction cannot be redriven (``contains_redaction``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from typing import Any, Final
+
+import dramatiq
+from pydantic import BaseModel, ConfigDict, Field
+
+from middleware.redaction import REDACTED, redact, redact_text
+
+#: Longest error message stored, in characters (the head is kept).
+MAX_ERROR_MESSAGE_CHARS: Final = 2_000
+#: Longest traceback stored, in characters (the tail, where the root cause is, is kept).
+MAX_TRACEBACK_CHARS: Final = 8_000
+
+_ID_DIGITS = 15
+#: A record id, as ``new_record_id`` makes them.
+RECORD_ID_RE: Final = re.compile(r"\d{15}-[0-9a-f]{10}")
+
+
+def new_record_id(dead_at_ms: int) -> str:
+    """A record id: ``dead_at_ms`` zero-padded, then a random suffix; ids sort by time."""
+    return f"{record_id_prefix(dead_at_ms)}-{secrets.token_hex(5)}"
+
+
+def record_id_prefix(ms: int) -> str:
+    """The time part of the ids of records dead at ``ms``: compare it with ids lexically."""
+    if not 0 <= ms < 10**_ID_DIGITS:
+        raise ValueError(f"timestamp {ms} is out of range: give milliseconds since the epoch")
+    return f"{ms:0{_ID_DIGITS}d}"
+
+
+class DeadLetterRecord(BaseModel):
+    """Everything an operator needs to decide about a dead job. Times in ms since the epoch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(pattern=RECORD_ID_RE.pattern)
+    job_id: str
+    queue: str
+    actor: str
+    category: str
+    rule: str | None = None
+    #: Why the policy dead-lettered the job, in words.
+    reason: str | None = None
+    error_type: str
+    error_message: str
+    traceback: str = ""
+    chain_types: list[str] = Field(default_factory=list)
+    #: Attempt timeline: ``{"n","started_at","finished_at","outcome","category","error_type",
+    #: "error_message"}`` each.
+    attempts: list[dict[str, Any]] = Field(default_factory=list)
+    first_failure_at: int
+    last_failure_at: int
+    dead_at: int
+    worker_host: str
+    worker_pid: int
+    #: The Dramatiq message as a dict (``Message.asdict()``), secrets redacted when stored.
+    payload: dict[str, Any]
+
+    @classmethod
+    def create(cls, *, dead_at: int, **fields: Any) -> DeadLetterRecord:
+        """A new record with a fresh id for ``dead_at``; the other fields as keywords."""
+        return cls(id=new_record_id(dead_at), dead_at=dead_at, **fields)
+
+    def redacted(self) -> DeadLetterRecord:
+        """This record as it is stored: secrets redacted, message and traceback capped."""
+        return self.model_copy(
+            update={
+                "error_message": _cap_head(redact_text(self.error_message)),
+                "traceback": _cap_tail(redact_text(self.traceback)),
+                "attempts": [
+                    {**a, "error_message": _cap_head(redact_text(a["error_message"]))}
+                    if isinstance(a.get("error_message"), str)
+                    else a
+                    for a in self.attempts
+                ],
+                "payload": redact(self.payload),
+            }
+        )
+
+
+def _cap_head(text: str) -> str:
+    if len(text) <= MAX_ERROR_MESSAGE_CHARS:
+        return text
+    return text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+
+
+def _cap_tail(text: str) -> str:
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    dropped = len(text) - MAX_TRACEBACK_CHARS
+    return f"[{dropped} characters cut]\n" + text[dropped:]
+
+
+def contains_redaction(value: Any) -> bool:
+    """Whether redaction replaced anything in ``value`` (a payload, or any part of one)."""
+    if isinstance(value, dict):
+        return any(contains_redaction(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(contains_redaction(v) for v in value)
+    return isinstance(value, str) and REDACTED in value
+
+
+def payload_from_message(message: dramatiq.Message[Any]) -> dict[str, Any]:
+    """A Dramatiq message as a record's ``payload`` (before redaction)."""
+    payload = message.asdict()
+    payload["args"] = list(payload["args"])
+    payload["options"] = dict(payload["options"])
+    return payload
+
+
+def redrive_message(
+    record: DeadLetterRecord, queue: str, *, now_ms: int, attempt_base: int = 0
+) -> tuple[str, bytes]:
+    """The Redis message id and encoded Dramatiq message that redrive ``record`` on ``queue``.
+
+    Options of the old delivery (``eta``, ``redis_message_id``) and evalq's own (``evalq_*``:
+    budgets, counters) are dropped, so the job gets fresh budgets; ``evalq_attempt_base`` is the
+    number of attempts it already had (its budgets count from there, its timeline goes on) and
+    ``evalq_redriven`` counts the redrives.
+    """
+    payload = record.payload
+    old_options: dict[str, Any] = payload.get("options") or {}
+    options = {
+        name: value
+        for name, value in old_options.items()
+        if name not in ("eta", "redis_message_id") and not name.startswith("evalq_")
+    }
+    redis_message_id = str(uuid.uuid4())
+    options["evalq_redriven"] = int(old_options.get("evalq_redriven") or 0) + 1
+    options["evalq_attempt_base"] = attempt_base
+    options["redis_message_id"] = redis_message_id
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue,
+        actor_name=payload.get("actor_name") or record.actor,
+        args=tuple(payload.get("args") or ()),
+        kwargs=dict(payload.get("kwargs") or {}),
+        options=options,
+        message_id=payload.get("message_id") or record.job_id,
+        message_timestamp=now_ms,
+    )
+    return redis_message_id, message.encode()

@@ -1,0 +1,117 @@
+"""Settling a failed attempt's delivery in Redis: its retry in one atomic step, and patience.
+
+A delivery is settled once, by the worker that holds it: the retry script (like the dead-letter
+store's add script) does nothing unless the delivery is still in Dramatiq's acks set of this
+worker, so a delivery requeued after a heartbeat timeout is not settled twice. ``settle`` keeps
+trying while Redis is unreachable and nacks the message if Redis does not come back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from dramatiq.broker import MessageProxy
+
+from middleware import keys
+
+# Settling is the error policy's work, logged where operators read the error policy's decisions.
+logger = logging.getLogger("evalq.error_policy")
+
+#: How long a settlement is retried while Redis is unreachable before the message is nacked.
+SETTLE_PATIENCE_S = 60.0
+
+# Atomically: if this worker still holds the message, ack it, put its retry on the delay queue,
+# mark the job retrying and append the attempt to its timeline. Returns 0 if the message was no
+# longer ours (already settled, or requeued after a heartbeat timeout).
+RETRY_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[5], 'state', 'retrying', 'category', ARGV[6], 'retry_at', ARGV[7],
+           'error_type', ARGV[8], 'error_message', ARGV[9])
+redis.call('EXPIRE', KEYS[5], ARGV[10])
+redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
+redis.call('EXPIRE', KEYS[6], ARGV[10])
+return 1
+"""
+
+
+def delayed_retry(message: MessageProxy, *, eta: int, carried: dict[str, Any]) -> tuple[str, bytes]:
+    """The Redis message id and encoded message that retry ``message`` at ``eta`` (ms since the
+    epoch) from its queue's delay queue; ``carried`` are the options the next attempt reads."""
+    redis_message_id = str(uuid.uuid4())
+    retry = message.copy(
+        queue_name=keys.delay_queue_name(message.queue_name),
+        options={"eta": eta, "redis_message_id": redis_message_id, **carried},
+    )
+    return redis_message_id, retry.encode()
+
+
+def retry_call(
+    message: MessageProxy,
+    *,
+    broker_id: str,
+    redis_message_id: str,
+    data: bytes,
+    entry: dict[str, Any],
+    eta: int,
+    job_ttl_s: int,
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of ``RETRY_SCRIPT``: ack ``message``'s delivery, put the retry
+    (``redis_message_id``, ``data`` from ``delayed_retry``) on the delay queue, mark the job
+    retrying at ``eta`` and add ``entry`` (``history.attempt_record``) to its timeline."""
+    queue = message.queue_name
+    delay_queue = keys.delay_queue_name(queue)
+    script_keys = [
+        keys.acks_key(broker_id, queue),
+        keys.queue_messages_key(queue),
+        keys.queue_key(delay_queue),
+        keys.queue_messages_key(delay_queue),
+        keys.job_key(message.message_id),
+        keys.attempts_key(message.message_id),
+    ]
+    args = [
+        message.options["redis_message_id"],
+        redis_message_id,
+        data,
+        entry["n"],
+        json.dumps(entry),
+        entry["category"],
+        eta,
+        entry["error_type"] or "",
+        entry["error_message"] or "",
+        job_ttl_s,
+    ]
+    return script_keys, args
+
+
+def settle(message: MessageProxy, operation: Callable[[], Any]) -> Any:
+    """Run a settlement, retrying while Redis is unreachable; nack if it never comes back.
+
+    Returns what ``operation`` returns, or None when the message was nacked. Nacking leaves the
+    message in Dramatiq's own dead set rather than letting the worker's plain ack drop it: a job
+    is never lost because Redis blinked.
+    """
+    deadline = time.monotonic() + SETTLE_PATIENCE_S
+    delay = 0.1
+    while True:
+        try:
+            return operation()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() >= deadline:
+                logger.critical(
+                    "job %s: could not settle for %.0fs (Redis unreachable); nacking it",
+                    message.message_id, SETTLE_PATIENCE_S, exc_info=True,
+                )  # fmt: skip
+                message.fail()
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
