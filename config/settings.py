@@ -70,6 +70,46 @@ class Settings(BaseSettings):
         gt=0,
         description="How long job states are kept in Redis, in seconds.",
     )
+    # --- lanes: one queue and one worker pool each (`evalq up` starts them) ---------------------
+    live_processes: int = Field(default=1, ge=1, description="Worker processes of the live lane.")
+    live_threads: int = Field(default=4, ge=1, description="Threads per live worker process.")
+    live_max_age_s: float = Field(
+        default=300, ge=0, description="A live job older than this is expired, not run (0: never)."
+    )
+    batch_processes: int = Field(default=1, ge=1, description="Worker processes of the batch lane.")
+    batch_threads: int = Field(default=8, ge=1, description="Threads per batch worker process.")
+    batch_max_age_s: float = Field(
+        default=3 * 24 * 3600,
+        ge=0,
+        description="A batch job older than this is expired (0: never).",
+    )
+    default_processes: int = Field(
+        default=1, ge=1, description="Worker processes of the default lane."
+    )
+    default_threads: int = Field(default=2, ge=1, description="Threads per default worker process.")
+    default_max_age_s: float = Field(
+        default=7 * 24 * 3600, ge=0, description="A default-lane job older than this is expired."
+    )
+    # --- time limits -------------------------------------------------------------------------
+    time_limit_s: float = Field(
+        default=300, gt=0, description="Time limit of one attempt of any actor, in seconds."
+    )
+    time_limits: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per-actor time limits in seconds, as JSON: {"run_live_evaluation": 60}.',
+    )
+    # --- provider rate limits, shared by every worker through Redis -----------------------------
+    provider_max_concurrency: int = Field(
+        default=0, ge=0, description="Provider requests in flight at once, all workers (0: no cap)."
+    )
+    provider_requests_per_minute: int = Field(
+        default=0, ge=0, description="Provider requests per minute, all workers (0: no cap)."
+    )
+    provider_limits: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description='Per-provider caps as JSON: {"openai": {"max_concurrency": 8, '
+        '"requests_per_minute": 500}}; the `provider` of an LLM config picks one.',
+    )
     heartbeat_timeout_ms: int = Field(
         default=60_000,
         ge=1000,
@@ -113,6 +153,40 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("time_limits")
+    @classmethod
+    def _positive_limits(cls, value: dict[str, float]) -> dict[str, float]:
+        for actor, seconds in value.items():
+            if seconds <= 0:
+                raise ValueError(f"the time limit of {actor} must be positive, not {seconds}")
+        return value
+
+    @field_validator("provider_limits")
+    @classmethod
+    def _known_limit_keys(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for provider, limits in value.items():
+            unknown = set(limits) - {"max_concurrency", "requests_per_minute"}
+            if unknown:
+                raise ValueError(
+                    f"{provider}: unknown key(s) {sorted(unknown)}; "
+                    "use max_concurrency and requests_per_minute"
+                )
+            if any(v < 0 for v in limits.values()):
+                raise ValueError(f"{provider}: limits cannot be negative")
+        return value
+
+    def time_limit_for(self, actor: str) -> float:
+        """The time limit of one attempt of ``actor``, in seconds."""
+        return self.time_limits.get(actor, self.time_limit_s)
+
+    def lane(self, name: str) -> tuple[int, int, float]:
+        """``(processes, threads, max_age_s)`` of a lane (``live``, ``batch`` or ``default``)."""
+        return (
+            getattr(self, f"{name}_processes"),
+            getattr(self, f"{name}_threads"),
+            getattr(self, f"{name}_max_age_s"),
+        )
 
     @property
     def worker_redis_url(self) -> str:

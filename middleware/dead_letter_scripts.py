@@ -82,7 +82,9 @@ redis.call('ZADD', CATEGORY_INDEX .. category, 0, id)
 redis.call('ZADD', QC_INDEX .. queue .. ':' .. category, 0, id)
 redis.call('HINCRBY', COUNT_BY_QUEUE, queue, 1)
 redis.call('HINCRBY', COUNT_BY_CATEGORY, category, 1)
-redis.call('HSET', job_key, 'state', 'dead_lettered', 'category', category, 'dead_letter_id', id,
+local state = 'dead_lettered'
+if category == 'aborted' then state = 'aborted' end
+redis.call('HSET', job_key, 'state', state, 'category', category, 'dead_letter_id', id,
   'finished_at', ARGV[9], 'error_type', ARGV[14], 'error_message', ARGV[15])
 redis.call('EXPIRE', job_key, ARGV[10])
 if acks then

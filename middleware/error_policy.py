@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import dramatiq
 import redis
@@ -18,10 +19,11 @@ from dramatiq.middleware import SkipMessage
 
 from config.policy import Policy
 from middleware import keys
-from middleware.classify import Classification, classify
+from middleware.classify import Classification, classify, exception_chain
 from middleware.dead_letter_records import DeadLetterRecord
 from middleware.dead_letters import AckTarget, DeadLetters
 from middleware.decisions import Decision, decide
+from middleware.errors import Throttled
 from middleware.failure_text import error_message, traceback_text, type_name
 from middleware.history import History, attempt_record, now_ms
 from middleware.sentry import SentryReporter
@@ -34,12 +36,16 @@ OPTION_ATTEMPTS = "evalq_attempts"  # attempts that reached a decision
 OPTION_RETRIES = "evalq_retries"  # retries spent, per category
 OPTION_FIRST_FAILURE = "evalq_first_failure_at"
 OPTION_ATTEMPT_BASE = "evalq_attempt_base"  # attempts a redriven job had before its redrive
+OPTION_THROTTLED = "evalq_throttled"  # attempts turned back by evalq's own rate limits
+
+#: Delay of a throttled job when the limit gives no hint, in milliseconds (jittered up to 2x).
+THROTTLE_DELAY_MS = 250
 
 
 @dataclass
 class _Attempt:
     n: int  # counted over the job's whole life (redrives included): its timeline number
-    budget_n: int  # counted since the last redrive: what budgets and max_attempts compare
+    budget_n: int  # since the last redrive, throttled ones excluded: what budgets compare
     started_at: int
     crashes: int  # attempts of this job that died with their worker, since the last redrive
 
@@ -57,6 +63,9 @@ class ErrorPolicy(dramatiq.Middleware):
       history(History): Job states and attempt timelines.
       dead_letters(DeadLetters): The dead-letter store.
       env(str): The deployment environment the policy resolves for.
+      max_age_ms(Mapping[str, int]): Per queue, how old (since it was first enqueued, in
+        milliseconds) a job may be and still run; older ones are dead-lettered as ``expired``.
+        The ``max_age`` message or actor option overrides it.
       sentry(SentryReporter | None): Reports ``unknown`` failures and categories whose
         policy says ``report = true`` (once per job and root cause); None: Sentry is off.
       rand(Callable[[], float]): Source of jitter in [0, 1).
@@ -69,6 +78,7 @@ class ErrorPolicy(dramatiq.Middleware):
         history: History,
         dead_letters: DeadLetters,
         env: str,
+        max_age_ms: Mapping[str, int] | None = None,
         sentry: SentryReporter | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -76,6 +86,7 @@ class ErrorPolicy(dramatiq.Middleware):
         self.history = history
         self.dead_letters = dead_letters
         self.env = env
+        self.max_age_ms = dict(max_age_ms or {})
         self.sentry = sentry
         self.rand = rand
         self.host = socket.gethostname()
@@ -83,7 +94,7 @@ class ErrorPolicy(dramatiq.Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"max_attempts"}
+        return {"max_attempts", "max_age"}
 
     # --- hooks -------------------------------------------------------------------------------
 
@@ -92,16 +103,21 @@ class ErrorPolicy(dramatiq.Middleware):
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         job_id, queue, actor = message.message_id, message.queue_name, message.actor_name
-        n = self.history.start_attempt(job_id, queue=queue, actor=actor)
+        expired = self._expired(broker, message)
+        if expired is not None:
+            self._refuse(broker, message, "expired", expired)
+        n, aborted = self.history.start_attempt(job_id, queue=queue, actor=actor)
         base = int(message.options.get(OPTION_ATTEMPT_BASE, 0))
         known = int(message.options.get(OPTION_ATTEMPTS, base))
         spent = dict(message.options.get(OPTION_RETRIES) or {})
         attempt = _Attempt(
             n=n,
-            budget_n=n - base,
+            budget_n=n - base - int(message.options.get(OPTION_THROTTLED, 0)),
             started_at=now_ms(),
             crashes=int(spent.get("crashed", 0)) + max(n - 1 - known, 0),
         )
+        if aborted:
+            self._refuse(broker, message, "aborted", "aborted by an operator before it ran")
         for lost in range(known + 1, n):
             self.history.record_attempt(
                 job_id, attempt_record(lost, started_at=None, outcome="crashed", category="crashed")
@@ -126,10 +142,42 @@ class ErrorPolicy(dramatiq.Middleware):
                 else f"crashed: {attempt.crashes} attempt(s) died with their worker "
                 f"(budget {crashed.max_retries if crashed.action == 'retry' else 0})"
             )
-            decision = Decision("dead_letter", "crashed", None, reason)
-            self._dead_letter(broker, message, None, decision, None, attempt, ran=False)
-            raise SkipMessage(reason)
+            self._refuse(broker, message, "crashed", reason)
         message._evalq_attempt = attempt  # type: ignore[attr-defined]
+
+    def _refuse(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        category: str,
+        reason: str,
+        *,
+        counted: bool = True,
+    ) -> NoReturn:
+        """Dead-letter ``message`` without running it, and skip it."""
+        logger.warning("job %s (%s on %s): not run: %s", message.message_id,
+                       message.actor_name, message.queue_name, reason)  # fmt: skip
+        attempt = _Attempt(n=0, budget_n=0, started_at=now_ms(), crashes=0)
+        decision = Decision("dead_letter", category, None, reason)
+        self._dead_letter(broker, message, None, decision, None, attempt, ran=False)
+        raise SkipMessage(reason)
+
+    def _expired(self, broker: Broker, message: MessageProxy) -> str | None:
+        """Why ``message`` is too old to run, or None."""
+        max_age = message.options.get("max_age")
+        if max_age is None:
+            actor = broker.actors.get(message.actor_name)
+            max_age = actor.options.get("max_age") if actor is not None else None
+        if max_age is None:
+            max_age = self.max_age_ms.get(message.queue_name)
+        if not max_age:
+            return None
+        age = now_ms() - int(message.message_timestamp)
+        if age <= int(max_age):
+            return None
+        return (
+            f"expired: waited {age / 1000:.1f}s, more than the {int(max_age) / 1000:.0f}s allowed"
+        )
 
     def after_process_message(
         self,
@@ -144,6 +192,10 @@ class ErrorPolicy(dramatiq.Middleware):
             return
         if exception is None:
             self._succeed(message, attempt)
+            return
+        throttled = _throttled(exception)
+        if throttled is not None:
+            self._throttle(broker, message, throttled, attempt)
             return
         classification = classify(exception, self.policy, now=time.time())
         resolved = self.policy.resolve(
@@ -230,6 +282,43 @@ class ErrorPolicy(dramatiq.Middleware):
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; retry not scheduled",
                            message.message_id)  # fmt: skip
+
+    def _throttle(
+        self, broker: Broker, message: MessageProxy, throttled: Throttled, attempt: _Attempt
+    ) -> None:
+        """Run the job again later without spending any budget: our own limit was full."""
+        finished = now_ms()
+        delay_ms = (
+            int(throttled.retry_after_s * 1000)
+            if throttled.retry_after_s is not None
+            else int(THROTTLE_DELAY_MS * (1 + self.rand()))
+        )
+        eta = finished + delay_ms
+        redis_message_id, data = delayed_retry(
+            message,
+            eta=eta,
+            carried={
+                OPTION_ATTEMPTS: attempt.n,
+                OPTION_THROTTLED: int(message.options.get(OPTION_THROTTLED, 0)) + 1,
+            },
+        )
+        entry = attempt_record(
+            attempt.n, started_at=attempt.started_at, finished_at=finished, outcome="throttled",
+            category="throttled", error_type=type_name(throttled), error_message=str(throttled),
+        )  # fmt: skip
+        client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        if self._retry_script is None:
+            self._retry_script = client.register_script(RETRY_SCRIPT)
+        script_keys, args = retry_call(
+            message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
+            redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
+            job_ttl_s=self.history.ttl_s, state="queued",
+        )  # fmt: skip
+        settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+        with contextlib.suppress(redis.RedisError):
+            client.hincrby(keys.METRICS_KEY, f"throttled:{message.queue_name}", 1)
+        logger.debug("job %s attempt %d: %s; again in %d ms", message.message_id, attempt.n,
+                     throttled, delay_ms)  # fmt: skip
 
     def _drop(
         self,
@@ -367,6 +456,11 @@ class ErrorPolicy(dramatiq.Middleware):
             logger.error(text, *args, exc_info=root)
         else:
             logger.warning(text, *args)
+
+
+def _throttled(exception: BaseException) -> Throttled | None:
+    """The ``Throttled`` signal anywhere in the exception's chain, if any."""
+    return next((e for e in exception_chain(exception) if isinstance(e, Throttled)), None)
 
 
 def _spent(message: MessageProxy, attempt: _Attempt) -> dict[str, int]:

@@ -125,15 +125,31 @@ class ContentFiltered(CategorizedError):
 
 
 class JobAborted(CategorizedError):
-    """An operator aborted the job."""
+    """An operator aborted the job: it is recorded and never retried."""
 
     category = "aborted"
+    forced_action = "dead_letter"
 
 
 class JobExpired(CategorizedError):
     """The job waited longer than its lane allows."""
 
     category = "expired"
+    forced_action = "dead_letter"
+
+
+class Throttled(Exception):
+    """evalq's own rate limit is full: run the job again later, without spending its budgets.
+
+    Raised by code that guards a shared resource (e.g. a provider's concurrency cap); the error
+    policy re-delays the job by ``retry_after_s`` (or a short jittered delay) and records the
+    attempt as ``throttled``, not as a failure.
+    """
+
+    def __init__(self, limit: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(f"rate limit {limit!r} is full")
+        self.limit = limit
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,8 +100,11 @@ class History:
         )
         pipe.execute()
 
-    def start_attempt(self, job_id: str, *, queue: str, actor: str) -> int:
-        """Count a new attempt and record it as running, in one round trip; returns its number."""
+    def start_attempt(self, job_id: str, *, queue: str, actor: str) -> tuple[int, bool]:
+        """Count a new attempt and record it as running, in one round trip.
+
+        Returns the attempt's number and whether an operator asked to abort the job.
+        """
         started = now_ms()
         counter = keys.attempt_counter_key(job_id)
         pipe = self.client.pipeline(transaction=True)
@@ -112,10 +115,11 @@ class History:
             mapping={"state": "running", "queue": queue, "actor": actor, "started_at": started},
         )
         pipe.expire(keys.job_key(job_id), self.ttl_s)
-        n = int(pipe.execute()[0])
+        pipe.exists(keys.abort_key(job_id))
+        replies = pipe.execute()
         # The timeline entry is written with the outcome; a crash leaves only the counter and
         # the "running" state behind, which is exactly what crash detection reads.
-        return n
+        return int(replies[0]), bool(replies[-1])
 
     # --- buffered writes ---------------------------------------------------------------------
 

@@ -102,3 +102,16 @@ SENTRY_SENT_PREFIX = "evalq:sentry-sent:"
 def sentry_sent_key(job_id: str, fingerprint_digest: str) -> str:
     """Set (``SET NX EX``) when a Sentry event for ``job_id`` with one fingerprint is sent."""
     return f"{SENTRY_SENT_PREFIX}{job_id}:{fingerprint_digest}"
+
+
+#: Per-job abort request, set by ``evalq abort`` and read when an attempt starts.
+ABORT_PREFIX = "evalq:abort:"
+#: Channel on which abort requests are published to the workers running the job.
+ABORT_CHANNEL = "evalq:aborts"
+#: Counters operators watch (hash: ``<what>:<queue>`` -> count), e.g. ``throttled:default``.
+METRICS_KEY = "evalq:metrics"
+
+
+def abort_key(job_id: str) -> str:
+    """The abort request of one job."""
+    return f"{ABORT_PREFIX}{job_id}"

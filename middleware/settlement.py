@@ -35,7 +35,7 @@ redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
 redis.call('RPUSH', KEYS[3], ARGV[2])
-redis.call('HSET', KEYS[5], 'state', 'retrying', 'category', ARGV[6], 'retry_at', ARGV[7],
+redis.call('HSET', KEYS[5], 'state', ARGV[11], 'category', ARGV[6], 'retry_at', ARGV[7],
            'error_type', ARGV[8], 'error_message', ARGV[9])
 redis.call('EXPIRE', KEYS[5], ARGV[10])
 redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
@@ -64,6 +64,7 @@ def retry_call(
     entry: dict[str, Any],
     eta: int,
     job_ttl_s: int,
+    state: str = "retrying",
 ) -> tuple[list[str], list[Any]]:
     """Keys and arguments of ``RETRY_SCRIPT``: ack ``message``'s delivery, put the retry
     (``redis_message_id``, ``data`` from ``delayed_retry``) on the delay queue, mark the job
@@ -89,6 +90,7 @@ def retry_call(
         entry["error_type"] or "",
         entry["error_message"] or "",
         job_ttl_s,
+        state,
     ]
     return script_keys, args
 

@@ -11,7 +11,7 @@ import dramatiq
 
 from config.settings import load_settings
 from workers import runtime
-from workers.bootstrap import build_broker, load_policy_or_exit
+from workers.bootstrap import build_broker, load_policy_or_exit, refuse_invalid_settings
 
 settings = load_settings()
 policy = load_policy_or_exit(settings)
@@ -20,5 +20,9 @@ dramatiq.set_broker(broker)
 runtime.install(runtime.Runtime(settings, broker.client))
 
 from workers import actors  # noqa: E402  (must follow set_broker)
+
+refuse_invalid_settings(
+    actors.timeout_problems(settings.provider_timeout_s, settings.time_limit_for)
+)
 
 __all__ = ["actors", "broker", "policy", "settings"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ import dramatiq
 from workers import runtime
 from workers.evaluations.evaluate import evaluate
 from workers.evaluations.models import EvaluationRequest
+from workers.lanes import BATCH_QUEUE, DEFAULT_QUEUE, LIVE_QUEUE
 
-LIVE_QUEUE = "evaluations.live"
-BATCH_QUEUE = "evaluations.batch"
-DEFAULT_QUEUE = "default"
-QUEUES = (LIVE_QUEUE, BATCH_QUEUE, DEFAULT_QUEUE)
+#: Actors that call the provider: their time limit must outlast the provider's HTTP timeout.
+LLM_ACTORS = ("run_live_evaluation", "run_batch_evaluation")
+
+
+def _time_limit_ms(actor: str) -> int:
+    return int(runtime.current().settings.time_limit_for(actor) * 1000)
 
 
 def run_evaluation(payload: dict[str, Any]) -> dict[str, Any]:
@@ -33,19 +37,19 @@ def run_evaluation(payload: dict[str, Any]) -> dict[str, Any]:
     return {"evaluation_uuid": result.evaluation_uuid, "target_uuid": result.target_uuid}
 
 
-@dramatiq.actor(queue_name=LIVE_QUEUE)
+@dramatiq.actor(queue_name=LIVE_QUEUE, time_limit=_time_limit_ms("run_live_evaluation"))
 def run_live_evaluation(request: dict[str, Any]) -> None:
     """Run one evaluation on the interactive lane."""
     run_evaluation(request)
 
 
-@dramatiq.actor(queue_name=BATCH_QUEUE)
+@dramatiq.actor(queue_name=BATCH_QUEUE, time_limit=_time_limit_ms("run_batch_evaluation"))
 def run_batch_evaluation(request: dict[str, Any]) -> None:
     """Run one evaluation on the bulk lane."""
     run_evaluation(request)
 
 
-@dramatiq.actor(queue_name=DEFAULT_QUEUE)
+@dramatiq.actor(queue_name=DEFAULT_QUEUE, time_limit=_time_limit_ms("export_results"))
 def export_results(evaluation_uuid: str) -> None:
     """Write every stored result of one evaluation to ``<export dir>/<evaluation uuid>.jsonl``.
 
@@ -67,3 +71,18 @@ def export_results(evaluation_uuid: str) -> None:
 
 
 LANE_ACTORS = {"live": run_live_evaluation, "batch": run_batch_evaluation}
+
+
+def timeout_problems(
+    provider_timeout_s: float, time_limit_for: Callable[[str], float]
+) -> list[str]:
+    """Why these settings would let a provider request outlive the job that makes it."""
+    problems = []
+    for actor in LLM_ACTORS:
+        limit = time_limit_for(actor)
+        if provider_timeout_s >= limit:
+            problems.append(
+                f"EVALQ_PROVIDER_TIMEOUT_S ({provider_timeout_s:g} s) must be shorter than the "
+                f"time limit of {actor} ({limit:g} s; EVALQ_TIME_LIMIT_S / EVALQ_TIME_LIMITS)"
+            )
+    return problems

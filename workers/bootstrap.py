@@ -11,7 +11,6 @@ import sys
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
-    AgeLimit,
     Callbacks,
     CurrentMessage,
     Middleware,
@@ -28,6 +27,15 @@ from middleware.history import History, JobHistory
 from middleware.keys import DRAMATIQ_NAMESPACE
 from middleware.sentry import InvalidSentryDsn, SentryReporter, init_sentry
 from middleware.worker_registry import WorkerRegistry
+from workers.lanes import max_ages_ms
+
+
+def refuse_invalid_settings(problems: list[str]) -> None:
+    """Stop the process, one line per problem, if there are any."""
+    for problem in problems:
+        print(f"evalq: invalid settings: {problem}", file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
 
 
 def load_policy_or_exit(settings: Settings) -> Policy:
@@ -49,14 +57,14 @@ def init_sentry_or_exit(settings: Settings, client: redis.Redis) -> SentryReport
 
 
 def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) -> list[Middleware]:
-    """The middleware stack, in order. ``Retries`` is not in it, on purpose; ``ErrorPolicy``
-    comes last so that it counts an attempt only once everything else let it start."""
+    """The middleware stack, in order. ``Retries`` is not in it, on purpose, and neither is
+    ``AgeLimit`` (the error policy expires old jobs into the DLQ); ``ErrorPolicy`` comes last so
+    that it counts an attempt only once everything else let it start."""
     history = History(client, ttl_s=settings.job_ttl_s)
     dead_letters = DeadLetters(
         client, max_records=settings.dlq_max_records, max_age_s=settings.dlq_max_age_s
     )
     return [
-        AgeLimit(),
         TimeLimit(),
         ShutdownNotifications(),
         Callbacks(),
@@ -69,6 +77,7 @@ def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) ->
             history=history,
             dead_letters=dead_letters,
             env=settings.env,
+            max_age_ms=max_ages_ms(settings),
             sentry=init_sentry_or_exit(settings, client),
         ),
     ]

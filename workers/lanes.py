@@ -5,17 +5,24 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from workers.actors import BATCH_QUEUE, DEFAULT_QUEUE, LIVE_QUEUE
+from config.settings import Settings
+
+LIVE_QUEUE = "evaluations.live"
+BATCH_QUEUE = "evaluations.batch"
+DEFAULT_QUEUE = "default"
+QUEUES = (LIVE_QUEUE, BATCH_QUEUE, DEFAULT_QUEUE)
+LANE_QUEUES = {"live": LIVE_QUEUE, "batch": BATCH_QUEUE, "default": DEFAULT_QUEUE}
 
 
 @dataclass(frozen=True)
 class Lane:
-    """A queue and the size of the worker pool that consumes it."""
+    """A queue, the size of the worker pool that consumes it, and how old its jobs may get."""
 
     name: str
     queue: str
     processes: int
     threads: int
+    max_age_s: float
 
     def worker_argv(self, *, shutdown_timeout_ms: int = 10_000) -> list[str]:
         """The ``dramatiq workers`` command line of this lane's pool."""
@@ -35,8 +42,11 @@ class Lane:
         ]
 
 
-LANES: tuple[Lane, ...] = (
-    Lane("live", LIVE_QUEUE, processes=1, threads=4),
-    Lane("batch", BATCH_QUEUE, processes=1, threads=8),
-    Lane("default", DEFAULT_QUEUE, processes=1, threads=2),
-)
+def lanes(settings: Settings) -> tuple[Lane, ...]:
+    """Every lane, sized from settings (``EVALQ_LIVE_THREADS``, ``EVALQ_BATCH_MAX_AGE_S``, ...)."""
+    return tuple(Lane(name, queue, *settings.lane(name)) for name, queue in LANE_QUEUES.items())
+
+
+def max_ages_ms(settings: Settings) -> dict[str, int]:
+    """Per queue, the age (ms since first enqueued) beyond which a job is expired, not run."""
+    return {lane.queue: int(lane.max_age_s * 1000) for lane in lanes(settings) if lane.max_age_s}

@@ -9,7 +9,7 @@ import redis
 from middleware import keys
 from middleware.dead_letters import DeadLetters
 from middleware.worker_registry import live_workers
-from workers.actors import QUEUES
+from workers.lanes import QUEUES
 
 
 def collect_status(

@@ -15,7 +15,7 @@ from rich.table import Table
 import workers
 from workers import client
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
-from workers.lanes import LANES
+from workers.lanes import lanes
 from workers.local_redis import advertise, owned_redis
 from workers.process_group import ProcessGroup
 from workers.requests_file import read_requests
@@ -177,12 +177,15 @@ def up() -> None:
     """Run Redis (embedded without EVALQ_REDIS_URL) and a worker pool per lane, until Ctrl-C."""
     settings = workers.settings
     with owned_redis(settings, persist=True) as (url, embedded), ProcessGroup() as group:
-        for lane in LANES:
+        for lane in lanes(workers.settings):
             group.start(lane.name, lane.worker_argv(), env={"EVALQ_REDIS_URL": url})
         where = "embedded Redis" if embedded else "Redis"
         out.print(
             f"evalq up: {where} at {url}; pools: "
-            + ", ".join(f"{lane.queue} ({lane.processes}x{lane.threads})" for lane in LANES)
+            + ", ".join(
+                f"{lane.queue} ({lane.processes}x{lane.threads})"
+                for lane in lanes(workers.settings)
+            )
         )
         if embedded:
             out.print("other evalq commands in this directory use it; Ctrl-C stops everything")

@@ -24,7 +24,7 @@ from workers.actors import export_results
 from workers.bootstrap import repoint
 from workers.demo.dataset import build_dataset
 from workers.demo.provider import SimulatedProvider
-from workers.lanes import LANES
+from workers.lanes import lanes
 from workers.local_redis import owned_redis
 from workers.process_group import ProcessGroup
 
@@ -53,7 +53,7 @@ def run_demo(settings: Settings, *, console: Console, quiet: bool = False) -> di
             "EVALQ_PROVIDER_TIMEOUT_S": "5",
             "EVALQ_EXPORT_DIR": str((data_dir / "demo-exports").resolve()),
         }
-        for lane in LANES:
+        for lane in lanes(workers.settings):
             group.start(
                 lane.name,
                 lane.worker_argv(),
