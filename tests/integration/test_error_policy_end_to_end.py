@@ -10,7 +10,6 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -21,6 +20,7 @@ import workers
 from config.policy import Policy, load_policy
 from middleware.dead_letters import DeadLetters
 from middleware.history import History
+from tests.support.policy import write_test_policy
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, target_of
 from workers import actors, client
@@ -28,8 +28,6 @@ from workers.bootstrap import repoint
 from workers.demo.provider import Reply, SimulatedProvider
 
 pytestmark = pytest.mark.integration
-
-SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "config" / "policies.toml"
 
 # The shipped rules, with budgets and backoffs small enough for a test.
 TEST_OVERRIDES = """
@@ -51,11 +49,6 @@ max_retries = 1
 [environments.test.categories.crashed]
 max_retries = 2
 """
-
-
-def write_test_policy(path: Path) -> Path:
-    path.write_text(SHIPPED_POLICY.read_text() + TEST_OVERRIDES)
-    return path
 
 
 @dataclass
@@ -112,7 +105,7 @@ def scenario(_redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> It
     client_.flushdb()
     repoint(workers.broker, _redis_server)
     tmp = tmp_path_factory.mktemp("error-policy")
-    policy_file = write_test_policy(tmp / "policy.toml")
+    policy_file = write_test_policy(tmp / "policy.toml", TEST_OVERRIDES)
     policy = load_policy(policy_file)  # a broken test policy should fail here, loudly
     with SimulatedProvider() as provider:
         env = {

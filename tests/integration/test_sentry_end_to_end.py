@@ -17,6 +17,7 @@ import redis
 import workers
 from middleware.history import History
 from tests.support.failing_actors import fail_unknown
+from tests.support.policy import write_test_policy
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, rule_request, target_of
 from tests.support.sentry_endpoint import SentryEndpoint
@@ -27,7 +28,6 @@ from workers.demo.provider import Reply, SimulatedProvider
 pytestmark = pytest.mark.integration
 
 API_KEY = "sk-test-sentry-never-sees-this-key"
-SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "config" / "policies.toml"
 TEST_OVERRIDES = """
 [environments.test.defaults]
 min_backoff_ms = 20
@@ -59,8 +59,7 @@ def run(_redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     redis_client.flushdb()
     repoint(workers.broker, _redis_server)
     tmp = tmp_path_factory.mktemp("sentry")
-    policy = tmp / "policy.toml"
-    policy.write_text(SHIPPED_POLICY.read_text() + TEST_OVERRIDES)
+    policy = write_test_policy(tmp / "policy.toml", TEST_OVERRIDES)
     with SentryEndpoint() as endpoint, SimulatedProvider() as provider:
         env = {
             "SENTRY_DSN": endpoint.dsn,
@@ -145,8 +144,7 @@ def test_no_event_carries_the_api_key_or_the_dsn(run: Run) -> None:
 def test_jobs_keep_flowing_while_sentry_is_down_or_slow(
     worker_pools: WorkerPools, tmp_path: Path, trouble: str
 ) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text(SHIPPED_POLICY.read_text() + TEST_OVERRIDES)
+    policy = write_test_policy(tmp_path / "policy.toml", TEST_OVERRIDES)
     with SentryEndpoint() as endpoint:
         if trouble == "slow":
             endpoint.slow(30)
