@@ -9,7 +9,6 @@ import random
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import dramatiq
@@ -19,9 +18,21 @@ from dramatiq.middleware import SkipMessage
 
 from config.policy import Policy
 from middleware import keys
+from middleware.attempts import (
+    OPTION_ATTEMPTS,
+    OPTION_FIRST_FAILURE,
+    OPTION_RETRIES,
+    OPTION_THROTTLED,
+    Attempt,
+    begin,
+    expiry,
+    refusal,
+    spent,
+)
 from middleware.classify import Classification, classify, exception_chain
 from middleware.dead_letter_records import DeadLetterRecord
 from middleware.dead_letters import AckTarget, DeadLetters
+from middleware.decision_log import log_decision, log_refusal, quiet_dramatiq_failure_logs
 from middleware.decisions import Decision, decide
 from middleware.errors import Throttled
 from middleware.failure_text import error_message, traceback_text, type_name
@@ -31,23 +42,8 @@ from middleware.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settl
 
 logger = logging.getLogger("evalq.error_policy")
 
-#: Message options this middleware carries between attempts.
-OPTION_ATTEMPTS = "evalq_attempts"  # attempts that reached a decision
-OPTION_RETRIES = "evalq_retries"  # retries spent, per category
-OPTION_FIRST_FAILURE = "evalq_first_failure_at"
-OPTION_ATTEMPT_BASE = "evalq_attempt_base"  # attempts a redriven job had before its redrive
-OPTION_THROTTLED = "evalq_throttled"  # attempts turned back by evalq's own rate limits
-
 #: Delay of a throttled job when the limit gives no hint, in milliseconds (jittered up to 2x).
 THROTTLE_DELAY_MS = 250
-
-
-@dataclass
-class _Attempt:
-    n: int  # counted over the job's whole life (redrives included): its timeline number
-    budget_n: int  # since the last redrive, throttled ones excluded: what budgets compare
-    started_at: int
-    crashes: int  # attempts of this job that died with their worker, since the last redrive
 
 
 class ErrorPolicy(dramatiq.Middleware):
@@ -99,85 +95,45 @@ class ErrorPolicy(dramatiq.Middleware):
     # --- hooks -------------------------------------------------------------------------------
 
     def after_worker_boot(self, broker: Broker, worker: Any) -> None:
-        _quiet_dramatiq_failure_logs()
+        quiet_dramatiq_failure_logs()
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         job_id, queue, actor = message.message_id, message.queue_name, message.actor_name
-        expired = self._expired(broker, message)
+        max_age = _option(broker, message, "max_age") or self.max_age_ms.get(queue)
+        expired = expiry(now_ms() - int(message.message_timestamp), max_age)
         if expired is not None:
             self._refuse(broker, message, "expired", expired)
         n, aborted = self.history.start_attempt(job_id, queue=queue, actor=actor)
-        base = int(message.options.get(OPTION_ATTEMPT_BASE, 0))
-        known = int(message.options.get(OPTION_ATTEMPTS, base))
-        spent = dict(message.options.get(OPTION_RETRIES) or {})
-        attempt = _Attempt(
-            n=n,
-            budget_n=n - base - int(message.options.get(OPTION_THROTTLED, 0)),
-            started_at=now_ms(),
-            crashes=int(spent.get("crashed", 0)) + max(n - 1 - known, 0),
-        )
         if aborted:
             self._refuse(broker, message, "aborted", "aborted by an operator before it ran")
-        for lost in range(known + 1, n):
+        attempt = begin(n, message.options, started_at=now_ms())
+        for lost in attempt.lost:
             self.history.record_attempt(
                 job_id, attempt_record(lost, started_at=None, outcome="crashed", category="crashed")
             )
-        cap = self._max_attempts(broker, message)
-        crashes = n - 1 - known
-        crashed = self.policy.resolve("crashed", actor=actor, queue=queue, env=self.env)
-        if crashes > 0:
+        if attempt.lost:
             logger.warning(
                 "job %s: %d attempt(s) started but never finished (worker died); now attempt %d",
-                job_id, crashes, n,
+                job_id, len(attempt.lost), n,
             )  # fmt: skip
-        over_cap = attempt.budget_n > cap
-        over_crash_budget = crashes > 0 and (
-            crashed.action != "retry" or attempt.crashes > crashed.max_retries
+        refused = refusal(
+            attempt,
+            max_attempts=self._max_attempts(broker, message),
+            crashed=self.policy.resolve("crashed", actor=actor, queue=queue, env=self.env),
         )
-        if over_cap or over_crash_budget:
-            reason = (
-                f"crashed: max_attempts reached ({attempt.budget_n - 1} started of {cap}) "
-                "before this attempt"
-                if over_cap
-                else f"crashed: {attempt.crashes} attempt(s) died with their worker "
-                f"(budget {crashed.max_retries if crashed.action == 'retry' else 0})"
-            )
-            self._refuse(broker, message, "crashed", reason)
+        if refused is not None:
+            self._refuse(broker, message, "crashed", refused)
         message._evalq_attempt = attempt  # type: ignore[attr-defined]
 
     def _refuse(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        category: str,
-        reason: str,
-        *,
-        counted: bool = True,
+        self, broker: Broker, message: MessageProxy, category: str, reason: str
     ) -> NoReturn:
         """Dead-letter ``message`` without running it, and skip it."""
-        logger.warning("job %s (%s on %s): not run: %s", message.message_id,
-                       message.actor_name, message.queue_name, reason)  # fmt: skip
-        attempt = _Attempt(n=0, budget_n=0, started_at=now_ms(), crashes=0)
+        log_refusal(message, reason)
+        attempt = Attempt(n=0, budget_n=0, started_at=now_ms(), crashes=0)
         decision = Decision("dead_letter", category, None, reason)
         self._dead_letter(broker, message, None, decision, None, attempt, ran=False)
         raise SkipMessage(reason)
-
-    def _expired(self, broker: Broker, message: MessageProxy) -> str | None:
-        """Why ``message`` is too old to run, or None."""
-        max_age = message.options.get("max_age")
-        if max_age is None:
-            actor = broker.actors.get(message.actor_name)
-            max_age = actor.options.get("max_age") if actor is not None else None
-        if max_age is None:
-            max_age = self.max_age_ms.get(message.queue_name)
-        if not max_age:
-            return None
-        age = now_ms() - int(message.message_timestamp)
-        if age <= int(max_age):
-            return None
-        return (
-            f"expired: waited {age / 1000:.1f}s, more than the {int(max_age) / 1000:.0f}s allowed"
-        )
 
     def after_process_message(
         self,
@@ -187,7 +143,7 @@ class ErrorPolicy(dramatiq.Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        attempt: _Attempt | None = getattr(message, "_evalq_attempt", None)
+        attempt: Attempt | None = getattr(message, "_evalq_attempt", None)
         if attempt is None:
             return
         if exception is None:
@@ -209,12 +165,12 @@ class ErrorPolicy(dramatiq.Middleware):
             resolved,
             attempt=attempt.budget_n,
             max_attempts=self._max_attempts(broker, message),
-            retries=_spent(message, attempt),
+            retries=spent(message.options, attempt),
             retry_after_s=classification.retry_after_s,
             forced_action=classification.forced_action,
             rand=self.rand(),
         )
-        self._log(message, attempt, classification, decision)
+        log_decision(message, attempt.n, classification, decision)
         if decision.action == "retry":
             self._retry(broker, message, classification, decision, attempt)
         elif decision.action == "drop":
@@ -226,7 +182,7 @@ class ErrorPolicy(dramatiq.Middleware):
 
     # --- actions -------------------------------------------------------------------------------
 
-    def _succeed(self, message: MessageProxy, attempt: _Attempt) -> None:
+    def _succeed(self, message: MessageProxy, attempt: Attempt) -> None:
         job_id = message.message_id
         finished = now_ms()
         self.history.record_attempt(
@@ -242,49 +198,34 @@ class ErrorPolicy(dramatiq.Middleware):
         message: MessageProxy,
         classification: Classification,
         decision: Decision,
-        attempt: _Attempt,
+        attempt: Attempt,
     ) -> None:
         assert decision.delay_ms is not None
         finished = now_ms()
-        eta = finished + decision.delay_ms
-        redis_message_id, data = delayed_retry(
+        root = classification.root_cause
+        self._reschedule(
+            broker,
             message,
-            eta=eta,
+            eta=finished + decision.delay_ms,
             carried={
                 OPTION_ATTEMPTS: attempt.n,
                 OPTION_RETRIES: decision.retries,
                 OPTION_FIRST_FAILURE: message.options.get(OPTION_FIRST_FAILURE) or finished,
             },
+            entry=attempt_record(
+                attempt.n,
+                started_at=attempt.started_at,
+                finished_at=finished,
+                outcome="retried",
+                category=decision.category,
+                error_type=type_name(root),
+                error_message=error_message(root),
+            ),
+            state="retrying",
         )
-        root = classification.root_cause
-        entry = attempt_record(
-            attempt.n,
-            started_at=attempt.started_at,
-            finished_at=finished,
-            outcome="retried",
-            category=decision.category,
-            error_type=type_name(root),
-            error_message=error_message(root),
-        )
-        client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        if self._retry_script is None:
-            self._retry_script = client.register_script(RETRY_SCRIPT)
-        script_keys, args = retry_call(
-            message,
-            broker_id=broker.broker_id,  # type: ignore[attr-defined]
-            redis_message_id=redis_message_id,
-            data=data,
-            entry=entry,
-            eta=eta,
-            job_ttl_s=self.history.ttl_s,
-        )
-        settled = settle(message, lambda: self._retry_script(keys=script_keys, args=args))
-        if settled == 0:
-            logger.warning("job %s: no longer held by this worker; retry not scheduled",
-                           message.message_id)  # fmt: skip
 
     def _throttle(
-        self, broker: Broker, message: MessageProxy, throttled: Throttled, attempt: _Attempt
+        self, broker: Broker, message: MessageProxy, throttled: Throttled, attempt: Attempt
     ) -> None:
         """Run the job again later without spending any budget: our own limit was full."""
         finished = now_ms()
@@ -293,39 +234,63 @@ class ErrorPolicy(dramatiq.Middleware):
             if throttled.retry_after_s is not None
             else int(THROTTLE_DELAY_MS * (1 + self.rand()))
         )
-        eta = finished + delay_ms
-        redis_message_id, data = delayed_retry(
+        self._reschedule(
+            broker,
             message,
-            eta=eta,
+            eta=finished + delay_ms,
             carried={
                 OPTION_ATTEMPTS: attempt.n,
                 OPTION_THROTTLED: int(message.options.get(OPTION_THROTTLED, 0)) + 1,
             },
+            entry=attempt_record(
+                attempt.n,
+                started_at=attempt.started_at,
+                finished_at=finished,
+                outcome="throttled",
+                category="throttled",
+                error_type=type_name(throttled),
+                error_message=str(throttled),
+            ),
+            state="queued",
         )
-        entry = attempt_record(
-            attempt.n, started_at=attempt.started_at, finished_at=finished, outcome="throttled",
-            category="throttled", error_type=type_name(throttled), error_message=str(throttled),
-        )  # fmt: skip
+        client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        with contextlib.suppress(redis.RedisError):
+            client.hincrby(keys.METRICS_KEY, f"throttled:{message.queue_name}", 1)
+        logger.debug("job %s attempt %d: %s; again in %d ms", message.message_id, attempt.n,
+                     throttled, delay_ms)  # fmt: skip
+
+    def _reschedule(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        eta: int,
+        carried: dict[str, Any],
+        entry: dict[str, Any],
+        state: str,
+    ) -> None:
+        """Ack this delivery and put the job on its delay queue for ``eta``, atomically, with
+        ``carried`` options, the attempt ``entry`` in its timeline and ``state``."""
+        redis_message_id, data = delayed_retry(message, eta=eta, carried=carried)
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
         if self._retry_script is None:
             self._retry_script = client.register_script(RETRY_SCRIPT)
         script_keys, args = retry_call(
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
-            job_ttl_s=self.history.ttl_s, state="queued",
+            job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
-        settle(message, lambda: self._retry_script(keys=script_keys, args=args))
-        with contextlib.suppress(redis.RedisError):
-            client.hincrby(keys.METRICS_KEY, f"throttled:{message.queue_name}", 1)
-        logger.debug("job %s attempt %d: %s; again in %d ms", message.message_id, attempt.n,
-                     throttled, delay_ms)  # fmt: skip
+        settled = settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+        if settled == 0:
+            logger.warning("job %s: no longer held by this worker; not rescheduled",
+                           message.message_id)  # fmt: skip
 
     def _drop(
         self,
         message: MessageProxy,
         classification: Classification,
         decision: Decision,
-        attempt: _Attempt,
+        attempt: Attempt,
     ) -> None:
         finished = now_ms()
         root = classification.root_cause
@@ -347,7 +312,7 @@ class ErrorPolicy(dramatiq.Middleware):
         classification: Classification | None,
         decision: Decision,
         exception: BaseException | None,
-        attempt: _Attempt,
+        attempt: Attempt,
         *,
         ran: bool = True,
     ) -> None:
@@ -404,7 +369,7 @@ class ErrorPolicy(dramatiq.Middleware):
         exception: BaseException,
         classification: Classification,
         decision: Decision,
-        attempt: _Attempt,
+        attempt: Attempt,
     ) -> None:
         sentry.report(
             exception=exception,
@@ -423,10 +388,7 @@ class ErrorPolicy(dramatiq.Middleware):
     # --- helpers -------------------------------------------------------------------------------
 
     def _max_attempts(self, broker: Broker, message: MessageProxy) -> int:
-        option = message.options.get("max_attempts")
-        if option is None:
-            actor = broker.actors.get(message.actor_name)
-            option = actor.options.get("max_attempts") if actor is not None else None
+        option = _option(broker, message, "max_attempts")
         if option is not None:
             return int(option)
         resolved = self.policy.resolve(
@@ -434,50 +396,16 @@ class ErrorPolicy(dramatiq.Middleware):
         )
         return resolved.max_attempts
 
-    def _log(
-        self,
-        message: MessageProxy,
-        attempt: _Attempt,
-        classification: Classification,
-        decision: Decision,
-    ) -> None:
-        root = classification.root_cause
-        text = "job %s attempt %d (%s on %s): %s: %s -> %s%s [category=%s rule=%s] %s"
-        delay = f" in {decision.delay_ms} ms" if decision.delay_ms is not None else ""
-        args = (
-            message.message_id, attempt.n, message.actor_name, message.queue_name,
-            type_name(root), error_message(root)[:200], decision.action, delay,
-            decision.category, classification.rule, decision.reason,
-        )  # fmt: skip
-        unknown = decision.category == "unknown"
-        if decision.action == "retry":
-            logger.log(logging.WARNING if unknown else logging.INFO, text, *args)
-        elif unknown:
-            logger.error(text, *args, exc_info=root)
-        else:
-            logger.warning(text, *args)
+
+def _option(broker: Broker, message: MessageProxy, name: str) -> Any:
+    """A message option, else the actor's option of that name, else None."""
+    value = message.options.get(name)
+    if value is None:
+        actor = broker.actors.get(message.actor_name)
+        value = actor.options.get(name) if actor is not None else None
+    return value
 
 
 def _throttled(exception: BaseException) -> Throttled | None:
     """The ``Throttled`` signal anywhere in the exception's chain, if any."""
     return next((e for e in exception_chain(exception) if isinstance(e, Throttled)), None)
-
-
-def _spent(message: MessageProxy, attempt: _Attempt) -> dict[str, int]:
-    """Retries spent per category, with crashes counted under ``crashed``."""
-    spent = {k: int(v) for k, v in (message.options.get(OPTION_RETRIES) or {}).items()}
-    if attempt.crashes:
-        spent["crashed"] = attempt.crashes
-    return spent
-
-
-class _DropDramatiqFailureLogs(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Failed to process message")
-
-
-def _quiet_dramatiq_failure_logs() -> None:
-    """Dramatiq logs every failed attempt at ERROR; evalq logs one decision line instead."""
-    worker_logger = logging.getLogger("dramatiq.worker.WorkerThread")
-    if not any(isinstance(f, _DropDramatiqFailureLogs) for f in worker_logger.filters):
-        worker_logger.addFilter(_DropDramatiqFailureLogs())
