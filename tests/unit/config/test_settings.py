@@ -91,3 +91,16 @@ def test_a_process_with_bad_settings_stops_with_one_line_naming_the_variable() -
         "evalq: invalid settings: EVALQ_PROVIDER_TIMEOUT_S: Input should be a valid number, "
         "unable to parse string as a number"
     ]
+
+
+def test_a_process_with_an_invalid_sentry_dsn_stops_without_echoing_it() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", "import workers"],
+        env={"SENTRY_DSN": "not-a-dsn-secret-part", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("evalq: invalid settings: SENTRY_DSN:")
+    assert "secret-part" not in completed.stderr
