@@ -6,7 +6,14 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The URL a bare ``dramatiq workers`` process uses when ``EVALQ_REDIS_URL`` is unset.
@@ -69,6 +76,18 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600,
         gt=0,
         description="How long job states are kept in Redis, in seconds.",
+    )
+    # --- deduplication of submissions (workers/deduplication.py) -------------------------------
+    dedup_mode: Literal["until_finished", "until_started", "window"] = Field(
+        default="until_finished",
+        description="When a submission with the key of an earlier job returns that job: while it "
+        "is queued/running/retrying (until_finished), while it is queued (until_started), or "
+        "within EVALQ_DEDUP_WINDOW_S of its submission (window). `submit --dedup` overrides it.",
+    )
+    dedup_window_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="The window of dedup mode `window`, in seconds (at most EVALQ_JOB_TTL_S).",
     )
     # --- lanes: one queue and one worker pool each (`evalq up` starts them) ---------------------
     live_processes: int = Field(default=1, ge=1, description="Worker processes of the live lane.")
@@ -153,6 +172,20 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("dedup_window_s")
+    @classmethod
+    def _window_fits_mode(cls, value: float | None, info: ValidationInfo) -> float | None:
+        mode = info.data.get("dedup_mode")
+        if value is None and mode == "window":
+            raise ValueError("EVALQ_DEDUP_MODE=window needs a window: set EVALQ_DEDUP_WINDOW_S")
+        job_ttl_s = info.data.get("job_ttl_s")
+        if value is not None and job_ttl_s is not None and value > job_ttl_s:
+            raise ValueError(
+                f"cannot be longer than EVALQ_JOB_TTL_S ({job_ttl_s} s), how long the job "
+                "records a window is measured from are kept"
+            )
+        return value
 
     @field_validator("time_limits")
     @classmethod

@@ -136,7 +136,7 @@ def classify(exc: BaseException, policy: Policy, *, now: float) -> Classificatio
                 category=fact.explicit_category,
                 rule=EXPLICIT_RULE,
                 matched=link,
-                root_cause=cause,
+                root_cause=declared_cause(link),
                 chain_types=chain_types,
                 retry_after_s=_first(fact.retry_after_s, first_retry_after),
                 forced_action=fact.forced_action,

@@ -103,7 +103,8 @@ TRIM_SCRIPT = (
 
 # KEYS[5] record, KEYS[6] job state, KEYS[7] attempt counter (kept: the redriven message
 # carries it as its attempt base, so the timeline goes on numbering), KEYS[8] queue list,
-# KEYS[9] queue message hash; ARGV[5..] id, redis message id, message, queue, now, job ttl
+# KEYS[9] queue message hash, KEYS[10] abort request (removed: a redriven job runs again);
+# ARGV[5..] id, redis message id, message, queue, now, job ttl
 REDRIVE_SCRIPT = (
     _LUA_COMMON
     + """
@@ -111,8 +112,9 @@ if redis.call('EXISTS', KEYS[5]) == 0 then return 0 end
 redis.call('HSET', KEYS[9], ARGV[6], ARGV[7])
 redis.call('RPUSH', KEYS[8], ARGV[6])
 remove_record(ARGV[5])
+redis.call('DEL', KEYS[10])
 redis.call('HDEL', KEYS[6], 'dead_letter_id', 'finished_at', 'category', 'error_type',
-  'error_message')
+  'error_message', 'abort_requested_at')
 redis.call('HSET', KEYS[6], 'state', 'queued', 'queue', ARGV[8], 'enqueued_at', ARGV[9])
 redis.call('EXPIRE', KEYS[6], ARGV[10])
 return 1
@@ -228,8 +230,9 @@ def redrive_call(
     now_ms: int,
     job_ttl_s: int,
 ) -> Call:
-    """Enqueue ``data`` (the encoded message) on ``queue`` and remove record ``record_id`` of job
-    ``job_id``; the script returns 0 when the record is already gone."""
+    """Enqueue ``data`` (the encoded message) on ``queue``, remove record ``record_id`` of job
+    ``job_id`` and any abort request of that job; the script returns 0 when the record is
+    already gone."""
     call_keys = [
         *_COMMON_KEYS,
         keys.dlq_record_key(record_id),
@@ -237,6 +240,7 @@ def redrive_call(
         keys.attempt_counter_key(job_id),
         keys.queue_key(queue),
         keys.queue_messages_key(queue),
+        keys.abort_key(job_id),
     ]
     return call_keys, [*_COMMON_ARGS, record_id, redis_message_id, data, queue, now_ms, job_ttl_s]
 

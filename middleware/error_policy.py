@@ -42,7 +42,8 @@ from middleware.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settl
 
 logger = logging.getLogger("evalq.error_policy")
 
-#: Delay of a throttled job when the limit gives no hint, in milliseconds (jittered up to 2x).
+#: First delay of a throttled job when the limit gives no hint, in milliseconds; it doubles with
+#: each throttle of the same job (up to 16x), jittered up to 2x and capped at 5 s.
 THROTTLE_DELAY_MS = 250
 
 
@@ -229,10 +230,13 @@ class ErrorPolicy(dramatiq.Middleware):
     ) -> None:
         """Run the job again later without spending any budget: our own limit was full."""
         finished = now_ms()
+        times = int(message.options.get(OPTION_THROTTLED, 0))
+        # A job that keeps finding the limit full comes back less and less often (up to a few
+        # seconds apart), so a long queue behind a small cap does not churn Redis.
         delay_ms = (
             int(throttled.retry_after_s * 1000)
             if throttled.retry_after_s is not None
-            else int(THROTTLE_DELAY_MS * (1 + self.rand()))
+            else min(int(THROTTLE_DELAY_MS * 2 ** min(times, 4) * (1 + self.rand())), 5000)
         )
         self._reschedule(
             broker,
@@ -240,7 +244,7 @@ class ErrorPolicy(dramatiq.Middleware):
             eta=finished + delay_ms,
             carried={
                 OPTION_ATTEMPTS: attempt.n,
-                OPTION_THROTTLED: int(message.options.get(OPTION_THROTTLED, 0)) + 1,
+                OPTION_THROTTLED: times + 1,
             },
             entry=attempt_record(
                 attempt.n,

@@ -115,3 +115,13 @@ METRICS_KEY = "evalq:metrics"
 def abort_key(job_id: str) -> str:
     """The abort request of one job."""
     return f"{ABORT_PREFIX}{job_id}"
+
+
+#: Provider rate limits (workers/rate_limits.py): ``evalq:limit:<provider>:concurrency`` counts
+#: requests in flight; ``evalq:limit:<provider>:rpm@<epoch second>`` counts requests per second.
+LIMIT_PREFIX = "evalq:limit:"
+
+
+def limit_key(provider: str, limit: str) -> str:
+    """The key of one rate limit (``concurrency`` or ``rpm``) of one provider."""
+    return f"{LIMIT_PREFIX}{provider}:{limit}"

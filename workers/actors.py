@@ -32,7 +32,7 @@ def run_evaluation(payload: dict[str, Any]) -> dict[str, Any]:
     """Validate the payload, score it and store the result (overwriting any earlier one)."""
     request = EvaluationRequest.model_validate(payload)
     rt = runtime.current()
-    result = evaluate(request, llm_client=rt.llm_client)
+    result = evaluate(request, llm_client=rt.llm_client, slot=rt.rate_limits().slot)
     rt.results.put(result)
     return {"evaluation_uuid": result.evaluation_uuid, "target_uuid": result.target_uuid}
 

@@ -21,6 +21,7 @@ from dramatiq.middleware import (
 
 from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
+from middleware.abort import AbortWatcher
 from middleware.dead_letters import DeadLetters
 from middleware.error_policy import ErrorPolicy
 from middleware.history import History, JobHistory
@@ -58,8 +59,10 @@ def init_sentry_or_exit(settings: Settings, client: redis.Redis) -> SentryReport
 
 def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) -> list[Middleware]:
     """The middleware stack, in order. ``Retries`` is not in it, on purpose, and neither is
-    ``AgeLimit`` (the error policy expires old jobs into the DLQ); ``ErrorPolicy`` comes last so
-    that it counts an attempt only once everything else let it start."""
+    ``AgeLimit`` (the error policy expires old jobs into the DLQ). ``ErrorPolicy`` comes after
+    everything that may refuse a job, so that it counts an attempt only once everything else let
+    it start; ``AbortWatcher`` comes after it, so that it interrupts a thread only while the actor
+    runs (its before hook runs last, its after hook first)."""
     history = History(client, ttl_s=settings.job_ttl_s)
     dead_letters = DeadLetters(
         client, max_records=settings.dlq_max_records, max_age_s=settings.dlq_max_age_s
@@ -80,6 +83,7 @@ def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) ->
             max_age_ms=max_ages_ms(settings),
             sentry=init_sentry_or_exit(settings, client),
         ),
+        AbortWatcher(client),
     ]
 
 

@@ -7,52 +7,34 @@ Everything is validated before anything is enqueued: a bad request raises pydant
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import dramatiq
 import redis
-from dramatiq.broker import Broker
 from pydantic import TypeAdapter
 
 import workers
-from middleware.history import TERMINAL_STATES
-from middleware.keys import JOB_PREFIX, job_key
+from middleware.abort import AbortOutcome, request_abort
+from middleware.history import TERMINAL_STATES, now_ms
+from middleware.keys import job_key
 from workers.actors import LANE_ACTORS
+from workers.deduplication import (
+    SUBMIT_SCRIPT,
+    Dedup,
+    DedupMode,
+    Submission,
+    resolve_dedup,
+)
 from workers.evaluations.models import EvaluationRequest, EvaluationResult
 from workers.results import ResultStore
 
 Lane = Literal["live", "batch"]
 
-IDEMPOTENCY_KEY_PREFIX = "evalq:idem:"
-
-#: A claim whose job never reached the queue (its submitter died in between) is taken over
-#: after this long, in milliseconds.
-STALE_CLAIM_MS = 60_000
-
-# Atomically: reuse the job holding this idempotency key while it is still active (or still
-# being enqueued), else claim the key for the new job and create its record.
-_CLAIM = """
-local existing = redis.call('GET', KEYS[1])
-if existing then
-  local job = ARGV[3] .. existing
-  local state = redis.call('HGET', job, 'state')
-  if state == 'queued' or state == 'running' or state == 'retrying' then
-    return {existing, 1}
-  end
-  if not state then
-    local claimed = tonumber(redis.call('HGET', job, 'claimed_at') or '0')
-    if claimed > tonumber(ARGV[7]) - tonumber(ARGV[8]) then
-      return {existing, 1}
-    end
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HSET', KEYS[2], 'evaluation_uuid', ARGV[4], 'target_uuid', ARGV[5],
-           'idempotency_key', ARGV[6], 'claimed_at', ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return {ARGV[1], 0}
-"""
+#: Submissions per round trip to Redis in ``submit_many``.
+SUBMIT_CHUNK = 500
 
 _REQUESTS = TypeAdapter(list[EvaluationRequest])
 
@@ -70,7 +52,8 @@ class JobFailed(Exception):
 
 @dataclass(frozen=True)
 class JobHandle:
-    """A submitted job. ``deduplicated`` is true when an earlier, still active job was returned."""
+    """A submitted job. ``deduplicated`` is true when the submission was a duplicate and this is
+    the earlier job it duplicates (see ``workers.deduplication``)."""
 
     id: str
     deduplicated: bool = False
@@ -114,63 +97,125 @@ def submit_evaluation(
     *,
     lane: Lane = "batch",
     idempotency_key: str | None = None,
+    dedup: DedupMode | None = None,
+    dedup_window_s: float | None = None,
 ) -> JobHandle:
-    """Validate ``request`` and enqueue it on ``lane``; returns the job or its active duplicate."""
+    """Validate ``request`` and enqueue it on ``lane``, unless it duplicates an earlier job.
+
+    The idempotency key is ``idempotency_key``, else the request's own ``idempotency_key``, else
+    a stable hash of its evaluation and target uuids. ``dedup`` says when an earlier job holding
+    that key makes this submission its duplicate: ``until_finished`` (while the job is queued,
+    running or retrying), ``until_started`` (while it is queued) or ``window`` (the job was
+    submitted less than ``dedup_window_s`` seconds ago, whatever its state). None:
+    ``EVALQ_DEDUP_MODE`` and ``EVALQ_DEDUP_WINDOW_S`` (default ``until_finished``). A
+    duplicate's handle is the earlier job's, with ``deduplicated`` true.
+
+    Raises:
+      pydantic.ValidationError: the request is invalid; nothing is enqueued.
+      DedupError: ``dedup`` and ``dedup_window_s`` do not fit together; nothing is enqueued.
+    """
+    chosen = _dedup(dedup, dedup_window_s)
     parsed = (
         request
         if isinstance(request, EvaluationRequest)
         else EvaluationRequest.model_validate(request)
     )
-    return _enqueue([parsed], lane=lane, idempotency_keys=[idempotency_key])[0]
+    return _enqueue([parsed], lane=lane, idempotency_keys=[idempotency_key], dedup=chosen)[0]
 
 
 def submit_many(
-    requests: Iterable[EvaluationRequest | Mapping[str, Any]], *, lane: Lane = "batch"
+    requests: Iterable[EvaluationRequest | Mapping[str, Any]],
+    *,
+    lane: Lane = "batch",
+    dedup: DedupMode | None = None,
+    dedup_window_s: float | None = None,
 ) -> list[JobHandle]:
     """Validate every request first (a ``ValidationError`` names the index and field and nothing
-    is enqueued), then enqueue them all on ``lane``, in order."""
+    is enqueued), then enqueue them all on ``lane``, in order, deduplicated as
+    ``submit_evaluation`` does (each by its own ``idempotency_key`` or the default one).
+
+    Requests go to Redis ``SUBMIT_CHUNK`` at a time, one round trip per chunk. Each one is
+    claimed and enqueued atomically, so a failure part-way leaves every request either enqueued
+    or not at all; submitting the list again returns the enqueued ones as duplicates (while
+    they are, in the default mode, not finished).
+    """
+    chosen = _dedup(dedup, dedup_window_s)
     parsed = _REQUESTS.validate_python(list(requests))
-    return _enqueue(parsed, lane=lane, idempotency_keys=[None] * len(parsed))
+    return _enqueue(parsed, lane=lane, idempotency_keys=[None] * len(parsed), dedup=chosen)
+
+
+def _dedup(mode: str | None, window_s: float | None) -> Dedup:
+    settings = workers.settings
+    return resolve_dedup(
+        mode,
+        window_s,
+        default_mode=settings.dedup_mode,
+        default_window_s=settings.dedup_window_s,
+        max_window_s=settings.job_ttl_s,
+    )
 
 
 def _enqueue(
-    requests: list[EvaluationRequest], *, lane: Lane, idempotency_keys: list[str | None]
+    requests: list[EvaluationRequest],
+    *,
+    lane: Lane,
+    idempotency_keys: list[str | None],
+    dedup: Dedup,
 ) -> list[JobHandle]:
+    # Messages are written to the broker's Redis keys by SUBMIT_SCRIPT, not by broker.enqueue:
+    # claiming the key, recording the job as queued and pushing its message are one atomic step,
+    # and a chunk of them is one round trip. No evalq middleware has an enqueue hook that this
+    # skips (JobHistory's would only write the "queued" state the script writes).
     if lane not in LANE_ACTORS:
         raise ValueError(f"lane must be one of {', '.join(LANE_ACTORS)}, not {lane!r}")
     actor = LANE_ACTORS[lane]
-    broker: Broker = workers.broker
     client = _redis()
-    claim = client.register_script(_CLAIM)
+    script = client.register_script(SUBMIT_SCRIPT)
     ttl = workers.settings.job_ttl_s
-    handles = []
-    for request, explicit_key in zip(requests, idempotency_keys, strict=True):
-        key = explicit_key or request.idempotency_key or request.default_idempotency_key()
-        message = actor.message(request.model_dump(mode="json"))
-        evaluation_uuid, target_uuid = request.result_key
-        job_id, existed = claim(
-            keys=[IDEMPOTENCY_KEY_PREFIX + key, job_key(message.message_id)],
-            args=[
-                message.message_id,
-                ttl,
-                JOB_PREFIX,
-                evaluation_uuid,
-                target_uuid,
-                key,
-                int(time.time() * 1000),
-                STALE_CLAIM_MS,
-            ],
+    handles: list[JobHandle] = []
+    for start in range(0, len(requests), SUBMIT_CHUNK):
+        chunk = zip(
+            requests[start : start + SUBMIT_CHUNK],
+            idempotency_keys[start : start + SUBMIT_CHUNK],
+            strict=True,
         )
-        if existed:
-            handles.append(JobHandle(_text(job_id), deduplicated=True))
-            continue
-        try:
-            broker.enqueue(message)
-        except BaseException:
-            client.delete(IDEMPOTENCY_KEY_PREFIX + key, job_key(message.message_id))
-            raise
-        handles.append(JobHandle(message.message_id))
+        now = now_ms()
+        calls = [
+            _submission(actor, request, key).script_call(dedup, now_ms=now, job_ttl_s=ttl)
+            for request, key in chunk
+        ]
+        if len(calls) == 1:
+            replies = [script(keys=calls[0][0], args=calls[0][1])]
+        else:
+            pipe = client.pipeline(transaction=False)
+            for script_keys, args in calls:
+                script(keys=script_keys, args=args, client=pipe)
+            replies = pipe.execute()
+        handles.extend(
+            JobHandle(_text(job_id), deduplicated=bool(duplicate)) for job_id, duplicate in replies
+        )
     return handles
+
+
+def _submission(
+    actor: dramatiq.Actor[Any, Any], request: EvaluationRequest, explicit_key: str | None
+) -> Submission:
+    key = explicit_key or request.idempotency_key or request.default_idempotency_key()
+    # Like RedisBroker.enqueue: every delivery has its own redis_message_id.
+    message = actor.message(request.model_dump(mode="json")).copy(
+        options={"redis_message_id": str(uuid.uuid4())}
+    )
+    evaluation_uuid, target_uuid = request.result_key
+    return Submission(
+        key=key,
+        job_id=message.message_id,
+        queue=message.queue_name,
+        actor=message.actor_name,
+        redis_message_id=message.options["redis_message_id"],
+        data=message.encode(),
+        evaluation_uuid=evaluation_uuid,
+        target_uuid=target_uuid,
+    )
 
 
 def _redis() -> redis.Redis:
@@ -214,3 +259,10 @@ def wait_all(
         if time.monotonic() >= deadline:
             return current
         time.sleep(poll_s)
+
+
+def abort(job_id: str) -> AbortOutcome:
+    """Abort a job: a queued or delayed one never runs, a running one is interrupted in its
+    worker thread; both end ``aborted`` in the DLQ, never retried. A finished or unknown job is
+    left as it is (``outcome.requested`` is False); ``outcome.message`` says which."""
+    return request_abort(_redis(), job_id, ttl_s=workers.settings.job_ttl_s)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from config.settings import Settings
+from workers.rate_limits import RateLimits, slot_ttl_ms
 from workers.results import ResultStore
 
 if TYPE_CHECKING:
@@ -15,13 +16,15 @@ if TYPE_CHECKING:
 
 
 class Runtime:
-    """Per-process services shared by every actor: settings, result store, provider client."""
+    """Per-process services shared by every actor: settings, result store, provider client and
+    the provider rate limits."""
 
     def __init__(self, settings: Settings, client: redis.Redis) -> None:
         self.settings = settings
         self.redis = client
         self.results = ResultStore(client, ttl_s=settings.result_ttl_s)
         self._llm: openai.OpenAI | None = None
+        self._limits: RateLimits | None = None
         self._lock = threading.Lock()
 
     def llm_client(self) -> openai.OpenAI:
@@ -32,6 +35,18 @@ class Runtime:
 
                 self._llm = make_client(self.settings)
             return self._llm
+
+    def rate_limits(self) -> RateLimits:
+        """The provider rate limits, created on first use (after the actors are declared: a
+        slot's TTL comes from the time limit of the actors that call the provider)."""
+        with self._lock:
+            if self._limits is None:
+                from workers.actors import LLM_ACTORS
+
+                self._limits = RateLimits(
+                    self.settings, self.redis, slot_ttl_ms=slot_ttl_ms(self.settings, LLM_ACTORS)
+                )
+            return self._limits
 
 
 _current: Runtime | None = None

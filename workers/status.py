@@ -15,25 +15,31 @@ from workers.lanes import QUEUES
 def collect_status(
     client: redis.Redis, dead_letters: DeadLetters, *, queues: tuple[str, ...] = QUEUES
 ) -> dict[str, Any]:
-    """Counts per queue, dead letters by category (with what retention evicted) and live workers."""
+    """Counts per queue, dead letters by category (with what retention evicted) and live workers.
+
+    A queue's ``throttled`` counts attempts turned back by evalq's own provider rate limits since
+    the metrics were last cleared (re-delayed, not failed).
+    """
     pipe = client.pipeline(transaction=False)
     for queue in queues:
         delay_queue = keys.delay_queue_name(queue)
         pipe.llen(keys.queue_key(queue))
         pipe.hlen(keys.queue_messages_key(queue))
         pipe.hlen(keys.queue_messages_key(delay_queue))
+        pipe.hget(keys.METRICS_KEY, f"throttled:{queue}")
     replies = pipe.execute()
     stats = dead_letters.stats()
 
     by_queue: dict[str, dict[str, int]] = {}
     for index, queue in enumerate(queues):
-        ready, stored, delayed = replies[index * 3 : index * 3 + 3]
+        ready, stored, delayed, throttled = replies[index * 4 : index * 4 + 4]
         by_queue[queue] = {
             "ready": ready,
             # Fetched by a worker and not yet acknowledged: running, or prefetched to run next.
             "running": max(stored - ready, 0),
             "delayed": delayed,
             "dead_lettered": stats["by_queue"].get(queue, 0),
+            "throttled": int(throttled or 0),
         }
     return {
         "queues": by_queue,

@@ -20,3 +20,13 @@ def overrun(seconds: float, tag: str) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+@dramatiq.actor(queue_name=SLOW_QUEUE)
+def busy(seconds: float, tag: str) -> None:
+    """Count the run in Redis, then work in pure Python (short sleeps) for ``seconds``; no time
+    limit of its own cuts it short."""
+    workers.broker.client.hincrby(RUNS_KEY, tag, 1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -15,6 +15,7 @@ from rich.table import Table
 import workers
 from workers import client
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
+from workers.deduplication import DedupError, resolve_dedup
 from workers.lanes import lanes
 from workers.local_redis import advertise, owned_redis
 from workers.process_group import ProcessGroup
@@ -31,11 +32,13 @@ app = typer.Typer(
 
 
 def _register_operator_commands() -> None:
+    from workers.cli.abort import abort_job
     from workers.cli.operate import dlq_app, jobs_app, policy_app
 
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(policy_app, name="policy")
+    app.command("abort")(abort_job)
 
 
 _register_operator_commands()
@@ -61,14 +64,43 @@ def submit(
     timeout: Annotated[
         float, typer.Option(help="With --wait: give up after this many seconds.")
     ] = 600.0,
+    dedup: Annotated[
+        str | None,
+        typer.Option(
+            help="When a line with the idempotency key of an earlier job returns that job: "
+            "until_finished (while queued, running or retrying), until_started (while queued) "
+            "or window (within --dedup-window seconds of its submission). "
+            "Default: EVALQ_DEDUP_MODE, else until_finished.",
+            show_default=False,
+        ),
+    ] = None,
+    dedup_window: Annotated[
+        float | None,
+        typer.Option(
+            help="With --dedup window: the window in seconds (default: EVALQ_DEDUP_WINDOW_S).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Validate a whole JSONL file, then enqueue one evaluation job per line.
 
-    A bad line is reported with its number and nothing from the file is enqueued.
+    A bad line is reported with its number and nothing from the file is enqueued. A line that
+    duplicates an earlier job (see --dedup) is reported with that job's id and
+    "deduplicated": true.
     """
     if lane not in ("live", "batch"):
         fail(f"--lane must be live or batch, not {lane!r}")
+    try:
+        chosen = resolve_dedup(
+            dedup,
+            dedup_window,
+            default_mode=workers.settings.dedup_mode,
+            default_window_s=workers.settings.dedup_window_s,
+            max_window_s=workers.settings.job_ttl_s,
+        )
+    except DedupError as error:
+        fail(str(error))
     parsed, errors = read_requests(file)
     if errors:
         for error in errors[:50]:
@@ -77,7 +109,12 @@ def submit(
             err.print(f"... and {len(errors) - 50} more bad lines", highlight=False)
         fail(f"{len(errors)} bad line(s) in {file}; nothing was enqueued")
     connect()
-    handles = client.submit_many([request for _, request in parsed], lane=lane)  # type: ignore[arg-type]
+    handles = client.submit_many(
+        [request for _, request in parsed],
+        lane=lane,  # type: ignore[arg-type]
+        dedup=chosen.mode,
+        dedup_window_s=chosen.window_s,
+    )
     rows: list[dict[str, Any]] = [{"job_id": h.id, "deduplicated": h.deduplicated} for h in handles]
     if wait:
         final = client.wait_all([h.id for h in handles], timeout=timeout)
@@ -147,11 +184,10 @@ def status(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(snapshot)
         return
-    queues = Table("queue", "ready", "delayed", "running", "dead_lettered", title="queues")
+    columns = ("ready", "delayed", "running", "dead_lettered", "throttled")
+    queues = Table("queue", *columns, title="queues")
     for name, counts in snapshot["queues"].items():
-        queues.add_row(
-            name, *(str(counts[k]) for k in ("ready", "delayed", "running", "dead_lettered"))
-        )
+        queues.add_row(name, *(str(counts[k]) for k in columns))
     out.print(queues)
     pool = Table("worker", "queues", "threads", "last seen", title="workers")
     for worker in snapshot["workers"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -10,15 +11,21 @@ from workers.evaluations.models import EvaluationRequest, EvaluationResult
 if TYPE_CHECKING:
     import openai
 
+    from workers.evaluations.llm_judge import Slot
+
 
 def evaluate(
-    request: EvaluationRequest, *, llm_client: Callable[[], openai.OpenAI]
+    request: EvaluationRequest,
+    *,
+    llm_client: Callable[[], openai.OpenAI],
+    slot: Slot = contextlib.nullcontext,
 ) -> EvaluationResult:
-    """Score ``request``. ``llm_client`` is called only for LLM metrics (rule metrics need none)."""
+    """Score ``request``. ``llm_client`` is called only for LLM metrics (rule metrics need none);
+    ``slot(provider)`` is held around the LLM judge's provider request (rate limits)."""
     if request.evaluation.type == "rule":
         from workers.evaluations.rule_metrics import score_rule
 
         return score_rule(request)
     from workers.evaluations.llm_judge import judge
 
-    return judge(request, llm_client())
+    return judge(request, llm_client(), slot=slot)

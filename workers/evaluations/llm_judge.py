@@ -18,8 +18,11 @@ provider's logs (and the simulated provider in ``workers.demo.provider``) can at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import openai
@@ -48,6 +51,10 @@ RAW_LIMIT = 500
 _NO_KEY = "unset"
 
 JudgeConfig = BinaryConfig | RatingConfig
+
+#: Holds a provider's rate limits around one request: called with the config's ``provider``
+#: (None when it names none); ``workers.rate_limits.RateLimits.slot`` in a worker.
+Slot = Callable[[str | None], AbstractContextManager[Any]]
 
 
 class JudgeOutputError(ValueError):
@@ -100,8 +107,13 @@ def target_key(request: EvaluationRequest) -> str:
     return f"{evaluation}/{target}"
 
 
-def judge(request: EvaluationRequest, client: openai.OpenAI) -> EvaluationResult:
+def judge(
+    request: EvaluationRequest, client: openai.OpenAI, *, slot: Slot = contextlib.nullcontext
+) -> EvaluationResult:
     """Run one LLM judgement: exactly one provider request, no retries.
+
+    ``slot(provider)`` is held around the provider request only, not around building the prompt
+    or reading the answer; whatever it raises on entry (``Throttled``) propagates unchanged.
 
     Raises JudgeOutputError when the answer does not fit the verdict,
     ``openai.ContentFilterFinishReasonError`` when the judge refused or was filtered, and any
@@ -119,15 +131,17 @@ def judge(request: EvaluationRequest, client: openai.OpenAI) -> EvaluationResult
     else:
         mode_arguments = {"response_format": {"type": "json_object"}}
 
-    started = time.monotonic()
-    response = client.chat.completions.create(
-        model=config.model,
-        messages=build_messages(request, config),
-        temperature=config.temperature,
-        extra_headers={TARGET_HEADER: target_key(request)},
-        **mode_arguments,
-    )
-    duration_ms = round((time.monotonic() - started) * 1000)
+    messages = build_messages(request, config)
+    with slot(config.provider):
+        started = time.monotonic()
+        response = client.chat.completions.create(
+            model=config.model,
+            messages=messages,
+            temperature=config.temperature,
+            extra_headers={TARGET_HEADER: target_key(request)},
+            **mode_arguments,
+        )
+        duration_ms = round((time.monotonic() - started) * 1000)
 
     verdict = parse_verdict(response, config)
     return shape_result(

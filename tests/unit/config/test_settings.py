@@ -104,3 +104,43 @@ def test_a_process_with_an_invalid_sentry_dsn_stops_without_echoing_it() -> None
     assert completed.returncode == 2
     assert completed.stderr.startswith("evalq: invalid settings: SENTRY_DSN:")
     assert "secret-part" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        (
+            {"EVALQ_DEDUP_MODE": "window"},
+            "EVALQ_DEDUP_WINDOW_S: Value error, EVALQ_DEDUP_MODE=window needs a window",
+        ),
+        (
+            {"EVALQ_DEDUP_MODE": "until_done"},
+            "EVALQ_DEDUP_MODE: Input should be 'until_finished', 'until_started' or 'window'",
+        ),
+        (
+            {"EVALQ_DEDUP_MODE": "window", "EVALQ_DEDUP_WINDOW_S": "0"},
+            "EVALQ_DEDUP_WINDOW_S: Input should be greater than 0",
+        ),
+        (
+            {"EVALQ_DEDUP_WINDOW_S": "7200", "EVALQ_JOB_TTL_S": "3600"},
+            "EVALQ_DEDUP_WINDOW_S: Value error, cannot be longer than EVALQ_JOB_TTL_S (3600 s)",
+        ),
+    ],
+)
+def test_dedup_settings_that_do_not_fit_together_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], expected: str
+) -> None:
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert describe_error(caught.value).startswith(expected)
+
+
+def test_dedup_defaults_to_until_finished_and_a_window_mode_reads_its_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (Settings().dedup_mode, Settings().dedup_window_s) == ("until_finished", None)
+    monkeypatch.setenv("EVALQ_DEDUP_MODE", "window")
+    monkeypatch.setenv("EVALQ_DEDUP_WINDOW_S", "90")
+    assert (Settings().dedup_mode, Settings().dedup_window_s) == ("window", 90.0)

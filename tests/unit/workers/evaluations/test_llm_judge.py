@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
@@ -12,6 +14,7 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from config.settings import Settings
+from middleware.errors import Throttled
 from workers.evaluations.llm_judge import (
     RAW_LIMIT,
     TARGET_HEADER,
@@ -359,3 +362,42 @@ def test_the_client_is_built_without_a_key_so_the_provider_can_answer_401() -> N
     client = make_client(Settings(provider_base_url="http://127.0.0.1:9/v1", provider_api_key=""))
 
     assert client.api_key == "unset"
+
+
+# --- rate-limit slot -------------------------------------------------------------------------
+
+
+def test_the_slot_is_held_around_the_provider_request_and_named_after_the_configs_provider() -> (
+    None
+):
+    request = make_request(provider="judge-prov")
+    held: list[str] = []
+    seen: list[str | None] = []
+
+    @contextlib.contextmanager
+    def slot(provider: str | None) -> Iterator[None]:
+        seen.append(provider)
+        held.append("enter")
+        yield
+        held.append("exit")
+
+    client = FakeClient(completion(content='{"passed": true, "reason": "ok"}'))
+    create = client.chat.completions.create
+    client.chat.completions.create = lambda **kw: (held.append("request"), create(**kw))[1]
+
+    result = judge(request, client, slot=slot)  # type: ignore[arg-type]
+
+    assert seen == ["judge-prov"]
+    assert held == ["enter", "request", "exit"]
+    assert result.has_passed is True
+
+
+def test_a_throttled_slot_sends_no_request_and_propagates_unchanged() -> None:
+    def full(provider: str | None) -> contextlib.AbstractContextManager[None]:
+        raise Throttled("default:max_concurrency=1", retry_after_s=0.3)
+
+    client = FakeClient(completion(content='{"passed": true, "reason": "ok"}'))
+    with pytest.raises(Throttled) as caught:
+        judge(make_request(), client, slot=full)  # type: ignore[arg-type]
+    assert caught.value.retry_after_s == 0.3
+    assert client.calls == []
