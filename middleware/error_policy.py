@@ -355,9 +355,9 @@ class ErrorPolicy(dramatiq.Middleware):
             worker_pid=os.getpid(),
             payload=message._message.asdict(),
         )
-        ack = AckTarget(
-            acks_key=keys.acks_key(broker.broker_id, message.queue_name),  # type: ignore[attr-defined]
-            messages_key=keys.queue_messages_key(message.queue_name),
+        ack = AckTarget.for_delivery(
+            broker_id=broker.broker_id,  # type: ignore[attr-defined]
+            queue=message.queue_name,
             redis_message_id=message.options["redis_message_id"],
         )
         if ran:
