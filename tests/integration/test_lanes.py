@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.cli import EVALQ, evalq_env, run_evalq
+from tests.support.cli import EVALQ, evalq_env, run_evalq, wait_for_file
 from tests.support.pools import WorkerPools
 from tests.support.requests import rule_request
 from workers import client
@@ -50,18 +50,6 @@ def test_a_live_evaluation_completes_within_two_seconds_behind_5000_queued_batch
     assert latency_s < LIVE_DEADLINE_S
     # The live job did not win by the batch lane having drained first.
     assert backlog_left > BACKLOG // 2
-
-
-def wait_for_file(path: Path, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"evalq up exited early:\n{proc.stdout.read() if proc.stdout else ''}"
-            )
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear in {timeout}s")
-        time.sleep(0.1)
 
 
 def pools_by_queue(cwd: Path, expected_workers: int, timeout: float = 30.0) -> dict[str, list[int]]:

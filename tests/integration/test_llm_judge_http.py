@@ -14,12 +14,13 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
-from uuid import NAMESPACE_URL, uuid4, uuid5
+from uuid import NAMESPACE_URL, uuid5
 
 import openai
 import pytest
 
 from config.settings import Settings
+from tests.support.requests import llm_request
 from workers.demo.provider import Reply, SimulatedProvider, demo_fault
 from workers.evaluations.llm_judge import JudgeOutputError, judge, make_client, target_key
 from workers.evaluations.models import EvaluationRequest, EvaluationResult
@@ -48,33 +49,10 @@ def client_for(provider: SimulatedProvider, *, timeout_s: float) -> openai.OpenA
 
 
 def make_request(
-    metric: str = "binary",
-    *,
-    output_mode: str = "json",
-    model: str = "sim-judge",
-    target_uuid: str | None = None,
-    **config: Any,
+    metric: str = "binary", *, output_mode: str = "json", model: str = "sim-judge", **config: Any
 ) -> EvaluationRequest:
     return EvaluationRequest.model_validate(
-        {
-            "evaluation": {
-                "uuid": str(uuid4()),
-                "name": "helpfulness",
-                "type": "llm",
-                "metric": metric,
-                "config": {
-                    "model": model,
-                    "criteria": "The answer is helpful.",
-                    "output_mode": output_mode,
-                    **config,
-                },
-            },
-            "target": {
-                "uuid": target_uuid or str(uuid4()),
-                "input": "How do I boil an egg?",
-                "actual_output": "Put it in boiling water for eight minutes.",
-            },
-        }
+        llm_request(metric, output_mode=output_mode, model=model, **config)
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.cli import EVALQ, evalq_env, run_evalq
+from tests.support.cli import EVALQ, evalq_env, run_evalq, wait_for_file
 from tests.support.requests import rule_request
 
 pytestmark = pytest.mark.integration
@@ -27,18 +27,6 @@ def descendants(pid: int) -> list[psutil.Process]:
 def wait_gone(processes: list[psutil.Process], timeout: float = 20.0) -> list[psutil.Process]:
     _, alive = psutil.wait_procs(processes, timeout=timeout)
     return alive
-
-
-def wait_for_file(path: Path, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"evalq up exited early:\n{proc.stdout.read() if proc.stdout else ''}"
-            )
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear in {timeout}s")
-        time.sleep(0.1)
 
 
 def test_up_serves_other_evalq_commands_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:

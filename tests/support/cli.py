@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 EVALQ = str(Path(sys.executable).with_name("evalq"))
@@ -32,3 +33,16 @@ def run_evalq(
         text=True,
         timeout=timeout,
     )
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """Wait until ``path`` exists (e.g. ``evalq up``'s advert), failing if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"evalq up exited early:\n{proc.stdout.read() if proc.stdout else ''}"
+            )
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear in {timeout}s")
+        time.sleep(0.1)

@@ -24,9 +24,13 @@ def rule_request(
 
 
 def llm_request(
-    model: str = "judge-small", output_mode: str = "json", metric: str = "binary"
+    metric: str = "binary",
+    *,
+    output_mode: str = "json",
+    model: str = "judge-small",
+    **config: Any,
 ) -> dict[str, Any]:
-    """An LLM-judge evaluation with fresh uuids."""
+    """An LLM-judge evaluation with fresh uuids; ``config`` adds to the judge's configuration."""
     return {
         "evaluation": {
             "uuid": str(uuid.uuid4()),
@@ -37,6 +41,7 @@ def llm_request(
                 "model": model,
                 "criteria": "The answer is helpful.",
                 "output_mode": output_mode,
+                **config,
             },
         },
         "target": {
