@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,24 @@ def test_policy_explain_names_category_rule_and_budget(
     assert {"rule", "action", "max_retries", "attempts_allowed", "min_backoff_ms"} <= set(document)
     if allowed is not None:
         assert document["attempts_allowed"] == allowed
+
+
+def test_dlq_list_filters_by_time(redis_url: str, dead_letters: DeadLetters) -> None:
+    base = now_ms() - 3_600_000
+    ids = []
+    for minutes in (0, 10, 20, 30):
+        record = make_record(dead_at=base + minutes * 60_000)
+        dead_letters.add(record)
+        ids.append(record.id)
+    window = evalq_json("dlq", "list", "--since", str(base + 5 * 60_000),
+                        "--until", str(base + 20 * 60_000), redis_url=redis_url)  # fmt: skip
+    assert [r["id"] for r in window["records"]] == [ids[2], ids[1]]
+    iso = datetime.fromtimestamp((base + 25 * 60_000) / 1000, tz=UTC).isoformat()
+    recent = evalq_json("dlq", "list", "--since", iso, redis_url=redis_url)
+    assert [r["id"] for r in recent["records"]] == [ids[3]]
+
+
+def test_dlq_list_with_a_bad_time_names_the_option(redis_url: str) -> None:
+    completed = run_evalq("dlq", "list", "--since", "yesterday", redis_url=redis_url)
+    assert completed.returncode == 2
+    assert "--since: 'yesterday' is neither an ISO time nor epoch milliseconds" in completed.stderr

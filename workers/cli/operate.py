@@ -38,6 +38,24 @@ def dead_letter_store() -> DeadLetters:
     )
 
 
+def _instant(value: str | None, option: str) -> int | None:
+    """Milliseconds since the epoch from ``1764160000000`` or ``2026-11-26T12:00`` (UTC if no
+    offset is given)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{option}: {value!r} is neither an ISO time nor epoch milliseconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def _store() -> DeadLetters:
     connect()
     return dead_letter_store()
@@ -98,12 +116,19 @@ def dlq_list(
     category: CategoryOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Records per page.")] = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Dead at or after (ISO time or epoch ms).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Dead at or before (ISO time or epoch ms).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Dead letters, newest first, one page at a time."""
     store = _store()
     try:
-        page = store.list(queue=queue, category=category, limit=limit, cursor=cursor)
+        page = store.list(
+            queue=queue, category=category, limit=limit, cursor=cursor,
+            since_ms=_instant(since, "--since"), until_ms=_instant(until, "--until"),
+        )  # fmt: skip
     except ValueError as error:
         fail(str(error))
     rows = [_summary(r) for r in page.records]
