@@ -219,7 +219,8 @@ class DeadLetters:
         ``ids`` None means every record on ``queue`` in ``category`` (None: any); with ``ids``,
         ``queue`` and ``category`` still filter. ``to_queue`` defaults to the record's queue.
         A redriven job keeps its message id; its message timestamp becomes ``now_ms`` (so lane
-        age limits count from the redrive), its attempt counter is reset and its state is
+        age limits count from the redrive), its budgets are fresh (the message carries the attempt
+        counter's value as its base, so the timeline goes on numbering) and its state is
         ``queued``. With ``dry_run`` nothing changes and would-be redrives have reason
         ``"dry run"``. A record whose payload had secrets redacted is not redriven.
         """

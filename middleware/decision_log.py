@@ -8,7 +8,7 @@ from dramatiq.broker import MessageProxy
 
 from middleware.classify import Classification
 from middleware.decisions import Decision
-from middleware.failure_text import error_message, type_name
+from middleware.failure_text import error_message, traceback_text, type_name
 
 logger = logging.getLogger("evalq.error_policy")
 
@@ -30,7 +30,9 @@ def log_decision(
     if decision.action == "retry":
         logger.log(logging.WARNING if unknown else logging.INFO, text, *args)
     elif unknown:
-        logger.error(text, *args, exc_info=root)
+        # The traceback, redacted like the dead-letter record's (a raw exc_info could print
+        # secrets from exception messages).
+        logger.error(text + "\n%s", *args, traceback_text(root))
     else:
         logger.warning(text, *args)
 

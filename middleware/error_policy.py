@@ -42,6 +42,11 @@ from middleware.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settl
 
 logger = logging.getLogger("evalq.error_policy")
 
+#: Dramatiq's TimeLimit default, for actors that set none, in milliseconds.
+DEFAULT_TIME_LIMIT_MS = 600_000
+#: After its time limit plus this, an attempt still recorded as running is known to be dead.
+RUNNING_GRACE_MS = 60_000
+
 #: First delay of a throttled job when the limit gives no hint, in milliseconds; it doubles with
 #: each throttle of the same job (up to 16x), jittered up to 2x and capped at 5 s.
 THROTTLE_DELAY_MS = 250
@@ -99,12 +104,32 @@ class ErrorPolicy(dramatiq.Middleware):
         quiet_dramatiq_failure_logs()
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        try:
+            self._before(broker, message)
+        except SkipMessage:
+            raise
+        except Exception:
+            # Dramatiq logs a hook's exception and runs the job anyway; a job we could not
+            # count must not run uncounted. Nack it: it stays in the broker's dead set.
+            logger.critical("job %s: could not start its attempt; nacking it",
+                            message.message_id, exc_info=True)  # fmt: skip
+            message.fail()
+            raise SkipMessage("the error policy could not start the attempt") from None
+
+    def _before(self, broker: Broker, message: MessageProxy) -> None:
         job_id, queue, actor = message.message_id, message.queue_name, message.actor_name
         max_age = _option(broker, message, "max_age") or self.max_age_ms.get(queue)
         expired = expiry(now_ms() - int(message.message_timestamp), max_age)
         if expired is not None:
             self._refuse(broker, message, "expired", expired)
-        n, aborted = self.history.start_attempt(job_id, queue=queue, actor=actor)
+        time_limit = int(_option(broker, message, "time_limit") or DEFAULT_TIME_LIMIT_MS)
+        running_until = now_ms() + time_limit + RUNNING_GRACE_MS
+        n, aborted = settle(
+            message,
+            lambda: self.history.start_attempt(
+                job_id, queue=queue, actor=actor, running_until=running_until
+            ),
+        )
         if aborted:
             self._refuse(broker, message, "aborted", "aborted by an operator before it ran")
         attempt = begin(n, message.options, started_at=now_ms())
@@ -143,6 +168,19 @@ class ErrorPolicy(dramatiq.Middleware):
         *,
         result: Any = None,
         exception: BaseException | None = None,
+    ) -> None:
+        try:
+            self._after(broker, message, exception)
+        except Exception:
+            # Dramatiq would log this and ack the message: a job would leave the broker with
+            # neither its retry nor its dead letter. Nack it instead: it stays in the broker's
+            # dead set, counted by `evalq status` as nacked.
+            logger.critical("job %s: could not settle its attempt; nacking it",
+                            message.message_id, exc_info=True)  # fmt: skip
+            message.fail()
+
+    def _after(
+        self, broker: Broker, message: MessageProxy, exception: BaseException | None
     ) -> None:
         attempt: Attempt | None = getattr(message, "_evalq_attempt", None)
         if attempt is None:
@@ -244,6 +282,8 @@ class ErrorPolicy(dramatiq.Middleware):
             eta=finished + delay_ms,
             carried={
                 OPTION_ATTEMPTS: attempt.n,
+                # Crashes found when this attempt started must survive the re-delay.
+                OPTION_RETRIES: spent(message.options, attempt),
                 OPTION_THROTTLED: times + 1,
             },
             entry=attempt_record(
@@ -324,8 +364,7 @@ class ErrorPolicy(dramatiq.Middleware):
         job_id = message.message_id
         root = classification.root_cause if classification else None
         outcome = "aborted" if decision.category == "aborted" else "dead_lettered"
-        self.history.flush()
-        timeline = [a for a in self.history.attempts(job_id) if a["n"] != attempt.n]
+        timeline = settle(message, lambda: self._timeline(job_id, exclude=attempt.n))
         if ran:
             timeline.append(
                 attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
@@ -360,11 +399,17 @@ class ErrorPolicy(dramatiq.Middleware):
             queue=message.queue_name,
             redis_message_id=message.options["redis_message_id"],
         )
-        if ran:
-            self.history.record_attempt(job_id, timeline[-1])
         settled = settle(message, lambda: self.dead_letters.add(record, ack=ack))
         if not settled:
             logger.warning("job %s: no longer held by this worker; dead letter not written", job_id)
+        elif ran:
+            self.history.record_attempt(job_id, timeline[-1])
+
+    def _timeline(self, job_id: str, *, exclude: int) -> list[dict[str, Any]]:
+        """The job's attempts so far (everything buffered written first), but attempt
+        ``exclude``."""
+        self.history.flush()
+        return [a for a in self.history.attempts(job_id) if a["n"] != exclude]
 
     def _report(
         self,

@@ -1,9 +1,11 @@
 """A failure in words: the exception type, message and traceback that timelines, dead-letter
-records and decision logs show."""
+records and decision logs show — secrets redacted, and never an exception of its own."""
 
 from __future__ import annotations
 
 import traceback
+
+from middleware.redaction import redact_text
 
 
 def type_name(exc: BaseException | None) -> str:
@@ -17,15 +19,26 @@ def type_name(exc: BaseException | None) -> str:
 
 
 def error_message(exc: BaseException | None) -> str:
-    """``exc``'s message (its ``message`` attribute when it has one), at most 2,000 characters."""
+    """``exc``'s message (its ``message`` attribute when it has one), secrets redacted, at most
+    2,000 characters; a placeholder when the exception cannot even print itself."""
     if exc is None:
         return ""
-    text = getattr(exc, "message", None)
-    return (text if isinstance(text, str) else str(exc))[:2000]
+    try:
+        text = getattr(exc, "message", None)
+        if not isinstance(text, str):
+            text = str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+    return redact_text(text[:4000])[:2000]
 
 
 def traceback_text(exc: BaseException | None) -> str:
-    """``exc``'s formatted traceback, chain included; the last 8,000 characters."""
+    """``exc``'s formatted traceback, chain included, secrets redacted; the last 8,000
+    characters."""
     if exc is None:
         return ""
-    return "".join(traceback.format_exception(exc))[-8000:]
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:
+        return f"<unprintable traceback of {type(exc).__name__}>"
+    return redact_text(text[-16000:])[-8000:]

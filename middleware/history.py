@@ -22,6 +22,7 @@ from dramatiq.broker import Broker
 from dramatiq.message import Message
 
 from middleware import keys
+from middleware.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ ACTIVE_STATES = frozenset({"queued", "running", "retrying"})
 TERMINAL_STATES = frozenset({"succeeded", "dead_lettered", "aborted", "dropped"})
 
 #: Outcomes of one attempt, as the timeline records them.
-OUTCOMES = ("succeeded", "retried", "dead_lettered", "dropped", "crashed", "aborted")
+OUTCOMES = ("succeeded", "retried", "throttled", "dead_lettered", "dropped", "crashed", "aborted")
 
 
 def now_ms() -> int:
@@ -56,7 +57,7 @@ def attempt_record(
         "outcome": outcome,
         "category": category,
         "error_type": error_type,
-        "error_message": error_message,
+        "error_message": None if error_message is None else redact_text(error_message),
     }
 
 
@@ -84,6 +85,7 @@ class History:
         self.max_buffer = max_buffer
         self._buffer: list[tuple[str, str, Mapping[str, Any]]] = []
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,10 +102,14 @@ class History:
         )
         pipe.execute()
 
-    def start_attempt(self, job_id: str, *, queue: str, actor: str) -> tuple[int, bool]:
+    def start_attempt(
+        self, job_id: str, *, queue: str, actor: str, running_until: int
+    ) -> tuple[int, bool]:
         """Count a new attempt and record it as running, in one round trip.
 
-        Returns the attempt's number and whether an operator asked to abort the job.
+        ``running_until`` (ms since the epoch) is when the attempt's time limit has certainly
+        passed: a job still ``running`` after it is known to be dead. Returns the attempt's
+        number and whether an operator asked to abort the job.
         """
         started = now_ms()
         counter = keys.attempt_counter_key(job_id)
@@ -112,7 +118,13 @@ class History:
         pipe.expire(counter, self.ttl_s)
         pipe.hset(
             keys.job_key(job_id),
-            mapping={"state": "running", "queue": queue, "actor": actor, "started_at": started},
+            mapping={
+                "state": "running",
+                "queue": queue,
+                "actor": actor,
+                "started_at": started,
+                "running_until": running_until,
+            },
         )
         pipe.expire(keys.job_key(job_id), self.ttl_s)
         pipe.exists(keys.abort_key(job_id))
@@ -141,7 +153,12 @@ class History:
                 self.flush()
 
     def flush(self) -> None:
-        """Write every buffered change now, in one pipeline."""
+        """Write every buffered change now, in one pipeline. Returns only once everything
+        buffered before the call is in Redis, even if the background flusher took it."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             batch, self._buffer = self._buffer, []
         if not batch:

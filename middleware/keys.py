@@ -41,6 +41,11 @@ def queue_messages_key(queue: str) -> str:
     return f"{DRAMATIQ_NAMESPACE}:{queue}.msgs"
 
 
+def nacked_key(queue: str) -> str:
+    """Dramatiq's dead set of ``queue``: messages a worker nacked (sorted by time)."""
+    return f"{DRAMATIQ_NAMESPACE}:{queue}.XQ"
+
+
 def delay_queue_name(queue: str) -> str:
     """The name of ``queue``'s delay queue."""
     return f"{queue}.DQ"

@@ -23,7 +23,7 @@ from middleware import keys
 # Settling is the error policy's work, logged where operators read the error policy's decisions.
 logger = logging.getLogger("evalq.error_policy")
 
-#: How long a settlement is retried while Redis is unreachable before the message is nacked.
+#: How often a settlement that keeps failing is reported (it is retried all along), in seconds.
 SETTLE_PATIENCE_S = 60.0
 
 # Atomically: if this worker still holds the message, ack it, put its retry on the delay queue,
@@ -95,25 +95,31 @@ def retry_call(
     return script_keys, args
 
 
-def settle(message: MessageProxy, operation: Callable[[], Any]) -> Any:
-    """Run a settlement, retrying while Redis is unreachable; nack if it never comes back.
+#: Redis errors that pass: retried until Redis answers again.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+             redis.exceptions.BusyLoadingError)  # fmt: skip
 
-    Returns what ``operation`` returns, or None when the message was nacked. Nacking leaves the
-    message in Dramatiq's own dead set rather than letting the worker's plain ack drop it: a job
-    is never lost because Redis blinked.
+
+def settle(message: MessageProxy, operation: Callable[[], Any]) -> Any:
+    """Run a settlement, retrying for as long as Redis is unreachable (as Dramatiq retries its
+    own acks), and return what ``operation`` returns.
+
+    The message stays unacked meanwhile: if the worker dies while waiting, the broker redelivers
+    it and the attempt counts as crashed. A job is never lost, and never acked without its
+    retry or dead letter, because Redis blinked.
     """
-    deadline = time.monotonic() + SETTLE_PATIENCE_S
-    delay = 0.1
+    started = time.monotonic()
+    delay, warned_at = 0.1, 0.0
     while True:
         try:
             return operation()
-        except (redis.ConnectionError, redis.TimeoutError):
-            if time.monotonic() >= deadline:
+        except TRANSIENT:
+            waited = time.monotonic() - started
+            if waited - warned_at >= SETTLE_PATIENCE_S:
+                warned_at = waited
                 logger.critical(
-                    "job %s: could not settle for %.0fs (Redis unreachable); nacking it",
-                    message.message_id, SETTLE_PATIENCE_S, exc_info=True,
+                    "job %s: cannot settle for %.0fs (Redis unavailable); still trying",
+                    message.message_id, waited, exc_info=True,
                 )  # fmt: skip
-                message.fail()
-                return None
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

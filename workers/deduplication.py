@@ -116,10 +116,13 @@ def resolve_dedup(
 SUBMIT_SCRIPT: Final = """
 local holder = redis.call('GET', KEYS[1])
 if holder then
-  local record = redis.call('HMGET', ARGV[2] .. holder, 'state', 'claimed_at')
+  local record = redis.call('HMGET', ARGV[2] .. holder, 'state', 'claimed_at', 'running_until')
   local state = record[1]
   local claimed = tonumber(record[2]) or 0
   local now = tonumber(ARGV[5])
+  -- A job still 'running' past its time limit (plus grace) died after finishing its work,
+  -- before its final state was written: it holds nothing any more.
+  if state == 'running' and record[3] and tonumber(record[3]) < now then state = 'stale' end
   if not state then
     if claimed > now - tonumber(ARGV[6]) then return {holder, 1} end
   elseif ARGV[3] == 'window' then

@@ -18,7 +18,9 @@ def collect_status(
     """Counts per queue, dead letters by category (with what retention evicted) and live workers.
 
     A queue's ``throttled`` counts attempts turned back by evalq's own provider rate limits since
-    the metrics were last cleared (re-delayed, not failed).
+    the metrics were last cleared (re-delayed, not failed). ``nacked`` counts messages in
+    Dramatiq's own dead set: only a job the error policy could not settle at all (a bug, or an
+    unexpected Redis error) lands there, so anything but 0 needs a look.
     """
     pipe = client.pipeline(transaction=False)
     for queue in queues:
@@ -27,12 +29,13 @@ def collect_status(
         pipe.hlen(keys.queue_messages_key(queue))
         pipe.hlen(keys.queue_messages_key(delay_queue))
         pipe.hget(keys.METRICS_KEY, f"throttled:{queue}")
+        pipe.zcard(keys.nacked_key(queue))
     replies = pipe.execute()
     stats = dead_letters.stats()
 
     by_queue: dict[str, dict[str, int]] = {}
     for index, queue in enumerate(queues):
-        ready, stored, delayed, throttled = replies[index * 4 : index * 4 + 4]
+        ready, stored, delayed, throttled, nacked = replies[index * 5 : index * 5 + 5]
         by_queue[queue] = {
             "ready": ready,
             # Fetched by a worker and not yet acknowledged: running, or prefetched to run next.
@@ -40,6 +43,7 @@ def collect_status(
             "delayed": delayed,
             "dead_lettered": stats["by_queue"].get(queue, 0),
             "throttled": int(throttled or 0),
+            "nacked": nacked,
         }
     return {
         "queues": by_queue,

@@ -92,6 +92,7 @@ def test_submit_wait_then_result_and_status_show_the_finished_job(
         "delayed": 0,
         "dead_lettered": 0,
         "throttled": 0,
+        "nacked": 0,
     }
     assert {"total", "by_category", "overflow"} <= set(snapshot["dlq"])
     assert [w["queues"] for w in snapshot["workers"]] == [["evaluations.batch"]]

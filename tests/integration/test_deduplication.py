@@ -319,3 +319,19 @@ def test_evalq_submit_refuses_dedup_options_that_do_not_fit_and_enqueues_nothing
     assert message in " ".join(completed.stderr.split())
     assert "Traceback" not in completed.stderr
     assert list(redis_client.scan_iter("evalq:*")) == []
+
+
+def test_a_job_left_running_past_its_time_limit_no_longer_holds_its_key(
+    redis_client: redis.Redis,
+) -> None:
+    request = rule_request()
+    first = client.submit_evaluation(request)
+    # What a worker killed right after finishing leaves behind: "running", its deadline passed.
+    redis_client.hset(f"evalq:job:{first.id}",
+                      mapping={"state": "running", "running_until": now_ms() - 1})  # fmt: skip
+    second = client.submit_evaluation(request)
+    assert (second.deduplicated, second.id != first.id) == (False, True)
+    # Within its deadline, a running job still holds the key.
+    redis_client.hset(f"evalq:job:{second.id}",
+                      mapping={"state": "running", "running_until": now_ms() + 60_000})  # fmt: skip
+    assert client.submit_evaluation(request).id == second.id

@@ -47,3 +47,16 @@ def fail_unknown(root: str, wrapper: str, job_tag: str) -> None:
             # Raised while handling the root cause: linked by __context__ only.
             raise StepFailed(f"step 3 of job {job_tag} failed")  # noqa: B904
         raise
+
+
+class Unprintable(Exception):
+    """An exception that cannot even say what it is."""
+
+    def __str__(self) -> str:
+        raise AttributeError("no message for you")
+
+
+@dramatiq.actor(queue_name=FAILING_QUEUE)
+def fail_unprintably() -> None:
+    """Fail with an exception whose ``str()`` raises."""
+    raise Unprintable()

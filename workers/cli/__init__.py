@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 import workers
+from middleware.redaction import redact_text
 from workers import client
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
 from workers.deduplication import DedupError, resolve_dedup
@@ -217,7 +218,7 @@ def up() -> None:
             group.start(lane.name, lane.worker_argv(), env={"EVALQ_REDIS_URL": url})
         where = "embedded Redis" if embedded else "Redis"
         out.print(
-            f"evalq up: {where} at {url}; pools: "
+            f"evalq up: {where} at {redact_text(url)}; pools: "
             + ", ".join(
                 f"{lane.queue} ({lane.processes}x{lane.threads})"
                 for lane in lanes(workers.settings)

@@ -119,7 +119,9 @@ def dlq_list(
     since: Annotated[
         str | None, typer.Option(help="Dead at or after (ISO time or epoch ms).")
     ] = None,
-    until: Annotated[str | None, typer.Option(help="Dead at or before (ISO time or epoch ms).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Dead at or before (ISO time or epoch ms).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Dead letters, newest first, one page at a time."""

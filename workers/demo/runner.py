@@ -19,6 +19,7 @@ from rich.table import Table
 import workers
 from config.settings import Settings
 from middleware.history import TERMINAL_STATES, History
+from middleware.redaction import redact_text
 from workers import client
 from workers.actors import export_results
 from workers.bootstrap import repoint
@@ -63,7 +64,7 @@ def run_demo(settings: Settings, *, console: Console, quiet: bool = False) -> di
         if not quiet:
             console.print(
                 f"[bold]evalq demo[/bold]: {'embedded ' if embedded else ''}Redis at "
-                f"{url}, simulated provider at {provider.base_url}, worker logs in "
+                f"{redact_text(url)}, simulated provider at {provider.base_url}, worker logs in "
                 f"{data_dir / 'logs'}"
             )
         requests = build_dataset()

@@ -63,3 +63,10 @@ def test_expiry_needs_a_limit_and_an_older_job() -> None:
     assert expiry(10_000, None) is None
     assert expiry(10_000, 10_000) is None
     assert expiry(10_001, 10_000) == "expired: waited 10.0s, more than the 10s allowed"
+
+
+def test_crashes_found_before_a_throttle_are_carried_through_it() -> None:
+    first = begin(3, {OPTION_ATTEMPTS: 1}, started_at=0)  # attempt 2 died with its worker
+    carried = {OPTION_ATTEMPTS: first.n, OPTION_RETRIES: spent({}, first), OPTION_THROTTLED: 1}
+    after_throttle = begin(4, carried, started_at=0)
+    assert after_throttle.crashes == 1 and after_throttle.lost == ()
