@@ -78,3 +78,17 @@ def spent(options: Mapping[str, Any], attempt: Attempt) -> dict[str, int]:
     if attempt.crashes:
         counts["crashed"] = attempt.crashes
     return counts
+
+
+#: First delay of a throttled job when the limit gives no hint, in milliseconds; it doubles with
+#: each throttle of the same job (up to 16x), jittered up to 2x and capped at 5 s.
+THROTTLE_DELAY_MS = 250
+
+
+def throttle_delay_ms(times: int, retry_after_s: float | None, *, rand: float) -> int:
+    """How long a job throttled ``times`` times before waits now: the limit's own hint if it
+    gave one, else a doubling, jittered delay, so a long queue behind a small cap does not
+    churn Redis."""
+    if retry_after_s is not None:
+        return int(retry_after_s * 1000)
+    return min(int(THROTTLE_DELAY_MS * 2 ** min(times, 4) * (1 + rand)), 5000)

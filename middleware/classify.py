@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.policy import CompiledRule, Policy
-from middleware.errors import ErrorFacts, facts_of
+from middleware.errors import ErrorFacts, Throttled, facts_of
 
 #: Most links followed in one chain; a longer chain is cut, never walked forever.
 MAX_CHAIN = 64
@@ -275,3 +275,8 @@ def name_matches(prefix: str, name: str, dotted: str) -> bool:
 
 def _first(*values: float | None) -> float | None:
     return next((v for v in values if v is not None), None)
+
+
+def throttled_by(exc: BaseException) -> Throttled | None:
+    """The ``Throttled`` signal anywhere in ``exc``'s chain: not a failure, a re-delay."""
+    return next((e for e in exception_chain(exc) if isinstance(e, Throttled)), None)

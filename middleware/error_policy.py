@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
-import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
@@ -28,14 +26,15 @@ from middleware.attempts import (
     expiry,
     refusal,
     spent,
+    throttle_delay_ms,
 )
-from middleware.classify import Classification, classify, exception_chain
-from middleware.dead_letter_records import DeadLetterRecord
+from middleware.classify import Classification, classify, throttled_by
 from middleware.dead_letters import AckTarget, DeadLetters
 from middleware.decision_log import log_decision, log_refusal, quiet_dramatiq_failure_logs
 from middleware.decisions import Decision, decide
 from middleware.errors import Throttled
-from middleware.failure_text import error_message, traceback_text, type_name
+from middleware.failure_records import dead_letter_record
+from middleware.failure_text import error_message, type_name
 from middleware.history import History, attempt_record, now_ms
 from middleware.sentry import SentryReporter
 from middleware.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settle
@@ -46,10 +45,6 @@ logger = logging.getLogger("evalq.error_policy")
 DEFAULT_TIME_LIMIT_MS = 600_000
 #: After its time limit plus this, an attempt still recorded as running is known to be dead.
 RUNNING_GRACE_MS = 60_000
-
-#: First delay of a throttled job when the limit gives no hint, in milliseconds; it doubles with
-#: each throttle of the same job (up to 16x), jittered up to 2x and capped at 5 s.
-THROTTLE_DELAY_MS = 250
 
 
 class ErrorPolicy(dramatiq.Middleware):
@@ -91,7 +86,6 @@ class ErrorPolicy(dramatiq.Middleware):
         self.max_age_ms = dict(max_age_ms or {})
         self.sentry = sentry
         self.rand = rand
-        self.host = socket.gethostname()
         self._retry_script: Any = None
 
     @property
@@ -188,7 +182,7 @@ class ErrorPolicy(dramatiq.Middleware):
         if exception is None:
             self._succeed(message, attempt)
             return
-        throttled = _throttled(exception)
+        throttled = throttled_by(exception)
         if throttled is not None:
             self._throttle(broker, message, throttled, attempt)
             return
@@ -269,13 +263,7 @@ class ErrorPolicy(dramatiq.Middleware):
         """Run the job again later without spending any budget: our own limit was full."""
         finished = now_ms()
         times = int(message.options.get(OPTION_THROTTLED, 0))
-        # A job that keeps finding the limit full comes back less and less often (up to a few
-        # seconds apart), so a long queue behind a small cap does not churn Redis.
-        delay_ms = (
-            int(throttled.retry_after_s * 1000)
-            if throttled.retry_after_s is not None
-            else min(int(THROTTLE_DELAY_MS * 2 ** min(times, 4) * (1 + self.rand())), 5000)
-        )
+        delay_ms = throttle_delay_ms(times, throttled.retry_after_s, rand=self.rand())
         self._reschedule(
             broker,
             message,
@@ -371,29 +359,10 @@ class ErrorPolicy(dramatiq.Middleware):
                                outcome=outcome, category=decision.category,
                                error_type=type_name(root), error_message=error_message(root))
             )  # fmt: skip
-        failures = [a["finished_at"] for a in timeline if a.get("finished_at")]
-        first_failure = message.options.get(OPTION_FIRST_FAILURE) or (
-            min(failures) if failures else finished
-        )
-        record = DeadLetterRecord.create(
-            job_id=job_id,
-            queue=message.queue_name,
-            actor=message.actor_name,
-            category=decision.category,
-            rule=classification.rule if classification else None,
-            reason=decision.reason,
-            error_type=type_name(root) if root else "",
-            error_message=error_message(root) if root else decision.reason,
-            traceback=traceback_text(exception),
-            chain_types=list(classification.chain_types) if classification else [],
-            attempts=timeline,
-            first_failure_at=int(first_failure),
-            last_failure_at=finished,
-            dead_at=finished,
-            worker_host=self.host,
-            worker_pid=os.getpid(),
-            payload=message._message.asdict(),
-        )
+        record = dead_letter_record(
+            message, classification=classification, decision=decision, exception=exception,
+            timeline=timeline, dead_at=finished,
+        )  # fmt: skip
         ack = AckTarget.for_delivery(
             broker_id=broker.broker_id,  # type: ignore[attr-defined]
             queue=message.queue_name,
@@ -453,8 +422,3 @@ def _option(broker: Broker, message: MessageProxy, name: str) -> Any:
         actor = broker.actors.get(message.actor_name)
         value = actor.options.get(name) if actor is not None else None
     return value
-
-
-def _throttled(exception: BaseException) -> Throttled | None:
-    """The ``Throttled`` signal anywhere in the exception's chain, if any."""
-    return next((e for e in exception_chain(exception) if isinstance(e, Throttled)), None)

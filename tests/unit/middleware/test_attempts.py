@@ -10,6 +10,7 @@ from middleware.attempts import (
     expiry,
     refusal,
     spent,
+    throttle_delay_ms,
 )
 
 CRASHED = ResolvedPolicy(
@@ -70,3 +71,10 @@ def test_crashes_found_before_a_throttle_are_carried_through_it() -> None:
     carried = {OPTION_ATTEMPTS: first.n, OPTION_RETRIES: spent({}, first), OPTION_THROTTLED: 1}
     after_throttle = begin(4, carried, started_at=0)
     assert after_throttle.crashes == 1 and after_throttle.lost == ()
+
+
+def test_a_throttled_job_waits_longer_each_time_up_to_five_seconds() -> None:
+    delays = [throttle_delay_ms(times, None, rand=0.0) for times in range(7)]
+    assert delays == [250, 500, 1000, 2000, 4000, 4000, 4000]
+    assert throttle_delay_ms(6, None, rand=0.99) == 5000
+    assert throttle_delay_ms(3, 1.5, rand=0.5) == 1500
