@@ -133,7 +133,7 @@ def request_abort(client: redis.Redis, job_id: str, *, ttl_s: int) -> AbortOutco
         keys.ABORT_CHANNEL,
         now_ms(),
     )
-    result, state, notified, queue, actor = (_text(v) for v in found)  # type: ignore[union-attr]
+    result, state, notified, queue, actor = (keys.text(v) for v in found)  # type: ignore[union-attr]
     return AbortOutcome(
         job_id=job_id,
         result=result,  # type: ignore[arg-type]
@@ -340,10 +340,4 @@ class AbortWatcher(dramatiq.Middleware):
             wait = min(max(next_check - time.monotonic(), 0.0), 0.25)
             message = pubsub.get_message(timeout=wait)
             if message is not None and message.get("type") == "message":
-                self.abort(_text(message["data"]))
-
-
-def _text(value: bytes | str | int) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    return str(value)
+                self.abort(keys.text(message["data"]))

@@ -200,7 +200,7 @@ class DeadLetters:
         records = [
             DeadLetterRecord.model_validate_json(raw) for raw in reply[2::2] if raw is not None
         ]
-        ids = [_text(raw) for raw in reply[1::2]]
+        ids = [keys.text(raw) for raw in reply[1::2]]
         more = bool(reply[0]) and bool(ids)
         return Page(records=records, next_cursor=_encode_cursor(ids[-1]) if more else None)
 
@@ -307,8 +307,8 @@ class DeadLetters:
                 1
                 for found_queue, found_category in pipe.execute()
                 if found_queue is not None
-                and (queue is None or _text(found_queue) == queue)
-                and (category is None or _text(found_category) == category)
+                and (queue is None or keys.text(found_queue) == queue)
+                and (category is None or keys.text(found_category) == category)
             )
         batches = (valid[i : i + 500] for i in range(0, len(valid), 500))
         return sum(self._purge_batch(batch, queue, category) for batch in batches)
@@ -328,8 +328,8 @@ class DeadLetters:
         total, by_category, by_queue, (overflow, expired) = pipe.execute()
         return {
             "total": int(total),
-            "by_category": {_text(k): int(v) for k, v in sorted(by_category.items())},
-            "by_queue": {_text(k): int(v) for k, v in sorted(by_queue.items())},
+            "by_category": {keys.text(k): int(v) for k, v in sorted(by_category.items())},
+            "by_queue": {keys.text(k): int(v) for k, v in sorted(by_queue.items())},
             "overflow": int(overflow or 0),
             "expired": int(expired or 0),
         }
@@ -353,7 +353,7 @@ class DeadLetters:
             )
             if not raw:
                 return
-            batch = [_text(record_id) for record_id in raw]
+            batch = [keys.text(record_id) for record_id in raw]
             yield batch
             upper = "(" + batch[-1]
 
@@ -383,7 +383,3 @@ def _decode_cursor(cursor: str) -> str:
             "or no cursor for the first page"
         )
     return record_id
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -234,7 +234,7 @@ def _document(
 ) -> dict[str, Any] | None:
     if not state_raw:
         return None
-    state = {_text(k): _text(v) for k, v in state_raw.items()}
+    state = {keys.text(k): keys.text(v) for k, v in state_raw.items()}
     attempts = sorted((json.loads(v) for v in attempts_raw.values()), key=lambda a: a["n"])
     document: dict[str, Any] = {
         "job_id": job_id,
@@ -254,10 +254,6 @@ def _document(
         if extra in state:
             document[extra] = state[extra]
     return document
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class JobHistory(dramatiq.Middleware):

@@ -130,3 +130,8 @@ LIMIT_PREFIX = "evalq:limit:"
 def limit_key(provider: str, limit: str) -> str:
     """The key of one rate limit (``concurrency`` or ``rpm``) of one provider."""
     return f"{LIMIT_PREFIX}{provider}:{limit}"
+
+
+def text(value: bytes | str | int) -> str:
+    """A Redis reply as text (replies are bytes: clients here do not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -17,6 +17,7 @@ import redis
 from pydantic import TypeAdapter
 
 import workers
+from middleware import keys
 from middleware.abort import AbortOutcome, request_abort
 from middleware.history import TERMINAL_STATES, now_ms
 from middleware.keys import job_key
@@ -61,13 +62,13 @@ class JobHandle:
     def info(self) -> dict[str, str]:
         """The job's record as stored in Redis (empty when unknown or expired)."""
         raw = _redis().hgetall(job_key(self.id))
-        return {_text(k): _text(v) for k, v in raw.items()}  # type: ignore[union-attr]
+        return {keys.text(k): keys.text(v) for k, v in raw.items()}  # type: ignore[union-attr]
 
     def state(self) -> str | None:
         """``queued``, ``running``, ``retrying``, ``succeeded``, ``dead_lettered``, ``aborted``,
         ``dropped``; None when the job is unknown."""
         state = _redis().hget(job_key(self.id), "state")
-        return None if state is None else _text(state)
+        return None if state is None else keys.text(state)
 
     def result(self, timeout: float = 30.0, *, poll_s: float = 0.05) -> EvaluationResult:
         """Wait for the job to finish and return its result.
@@ -114,7 +115,7 @@ def submit_evaluation(
       pydantic.ValidationError: the request is invalid; nothing is enqueued.
       DedupError: ``dedup`` and ``dedup_window_s`` do not fit together; nothing is enqueued.
     """
-    chosen = _dedup(dedup, dedup_window_s)
+    chosen = dedup_for(dedup, dedup_window_s)
     parsed = (
         request
         if isinstance(request, EvaluationRequest)
@@ -139,12 +140,14 @@ def submit_many(
     or not at all; submitting the list again returns the enqueued ones as duplicates (while
     they are, in the default mode, not finished).
     """
-    chosen = _dedup(dedup, dedup_window_s)
+    chosen = dedup_for(dedup, dedup_window_s)
     parsed = _REQUESTS.validate_python(list(requests))
     return _enqueue(parsed, lane=lane, idempotency_keys=[None] * len(parsed), dedup=chosen)
 
 
-def _dedup(mode: str | None, window_s: float | None) -> Dedup:
+def dedup_for(mode: str | None, window_s: float | None) -> Dedup:
+    """The ``Dedup`` of a submission: its arguments, else the configured defaults (raises
+    ``DedupError`` when they do not fit together)."""
     settings = workers.settings
     return resolve_dedup(
         mode,
@@ -192,7 +195,8 @@ def _enqueue(
                 script(keys=script_keys, args=args, client=pipe)
             replies = pipe.execute()
         handles.extend(
-            JobHandle(_text(job_id), deduplicated=bool(duplicate)) for job_id, duplicate in replies
+            JobHandle(keys.text(job_id), deduplicated=bool(duplicate))
+            for job_id, duplicate in replies
         )
     return handles
 
@@ -226,17 +230,13 @@ def _results() -> ResultStore:
     return ResultStore(_redis(), ttl_s=workers.settings.result_ttl_s)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def states(job_ids: list[str]) -> dict[str, str | None]:
     """The current state of each job, read in one pipelined round trip."""
     pipe = _redis().pipeline(transaction=False)
     for job_id in job_ids:
         pipe.hget(job_key(job_id), "state")
     return {
-        job_id: None if state is None else _text(state)
+        job_id: None if state is None else keys.text(state)
         for job_id, state in zip(job_ids, pipe.execute(), strict=True)
     }
 

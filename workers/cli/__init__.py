@@ -16,7 +16,7 @@ import workers
 from middleware.redaction import redact_text
 from workers import client
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
-from workers.deduplication import DedupError, resolve_dedup
+from workers.deduplication import DedupError
 from workers.lanes import lanes
 from workers.local_redis import advertise, owned_redis
 from workers.process_group import ProcessGroup
@@ -93,13 +93,8 @@ def submit(
     if lane not in ("live", "batch"):
         fail(f"--lane must be live or batch, not {lane!r}")
     try:
-        chosen = resolve_dedup(
-            dedup,
-            dedup_window,
-            default_mode=workers.settings.dedup_mode,
-            default_window_s=workers.settings.dedup_window_s,
-            max_window_s=workers.settings.job_ttl_s,
-        )
+        # Checked before the file is read, so a bad combination fails fast.
+        chosen = client.dedup_for(dedup, dedup_window)
     except DedupError as error:
         fail(str(error))
     parsed, errors = read_requests(file)
