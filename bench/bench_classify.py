@@ -18,7 +18,7 @@ import openai
 
 from config.policy import load_policy
 from config.settings import DEFAULT_POLICY_FILE
-from middleware.classify import classify
+from middleware.core.classify import classify
 
 TARGET_US = 20.0
 CAPABILITY = re.compile(

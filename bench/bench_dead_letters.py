@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
-from middleware import keys
-from middleware.dead_letter_records import DeadLetterRecord
-from middleware.dead_letters import AckTarget, DeadLetters
+from middleware.state import keys
+from middleware.state.dead_letter_record import DeadLetterRecord
+from middleware.state.dead_letters import AckTarget, DeadLetters
 from workers.embedded_redis import EmbeddedRedis
 
 RECORDS = 100_000

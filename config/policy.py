@@ -211,7 +211,7 @@ class CompiledRule:
     """One ``[[rules]]`` entry, ready to match: regex compiled, lists turned into sets.
 
     ``exception_keys`` holds each dotted name split at its last dot as ``(prefix, name)``; the
-    matching itself lives in ``middleware.classify`` and never imports anything.
+    matching itself lives in ``middleware.core.classify`` and never imports anything.
     """
 
     index: int

@@ -6,9 +6,9 @@ import logging
 
 from dramatiq.broker import MessageProxy
 
-from middleware.classify import Classification
-from middleware.decisions import Decision
-from middleware.failure_text import error_message, traceback_text, type_name
+from middleware.core.classify import Classification
+from middleware.core.decisions import Decision
+from middleware.core.failure_text import error_message, traceback_text, type_name
 
 logger = logging.getLogger("evalq.error_policy")
 

@@ -15,8 +15,7 @@ from dramatiq.broker import Broker, MessageProxy
 from dramatiq.middleware import SkipMessage
 
 from config.policy import Policy
-from middleware import keys
-from middleware.attempts import (
+from middleware.core.attempts import (
     OPTION_ATTEMPTS,
     OPTION_FIRST_FAILURE,
     OPTION_RETRIES,
@@ -28,16 +27,17 @@ from middleware.attempts import (
     spent,
     throttle_delay_ms,
 )
-from middleware.classify import Classification, classify, throttled_by
-from middleware.dead_letters import AckTarget, DeadLetters
+from middleware.core.classify import Classification, classify, throttled_by
+from middleware.core.decisions import Decision, decide
+from middleware.core.errors import Throttled
+from middleware.core.failure_text import error_message, type_name
 from middleware.decision_log import log_decision, log_refusal, quiet_dramatiq_failure_logs
-from middleware.decisions import Decision, decide
-from middleware.errors import Throttled
-from middleware.failure_records import dead_letter_record
-from middleware.failure_text import error_message, type_name
-from middleware.history import History, attempt_record, now_ms
 from middleware.sentry import SentryReporter
-from middleware.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settle
+from middleware.state import keys
+from middleware.state.dead_letter_record import dead_letter_record
+from middleware.state.dead_letters import AckTarget, DeadLetters
+from middleware.state.jobs import History, attempt_record, now_ms
+from middleware.state.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settle
 
 logger = logging.getLogger("evalq.error_policy")
 

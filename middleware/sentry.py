@@ -31,10 +31,10 @@ from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import event_from_exception
 
-from middleware import keys
-from middleware.classify import exception_chain, root_cause
-from middleware.errors import type_names
-from middleware.redaction import REDACTED, SECRET_KEY, redact, redact_text
+from middleware.core.classify import exception_chain, root_cause
+from middleware.core.facts import type_names
+from middleware.core.redaction import REDACTED, SECRET_KEY, redact, redact_text
+from middleware.state import keys
 
 if TYPE_CHECKING:
     from sentry_sdk._types import Event, Hint
@@ -152,7 +152,7 @@ class SecretScrubber:
     """The ``before_send`` hook: every event leaves the process with its secrets redacted.
 
     Drops credential headers, redacts secret-looking query parameters, then applies
-    ``middleware.redaction.redact`` to the whole event (exception values, request, extra,
+    ``middleware.core.redaction.redact`` to the whole event (exception values, request, extra,
     contexts, breadcrumbs, tags, ...) and replaces the literal secrets it was given.
 
     Parameters:

@@ -22,11 +22,12 @@ from dramatiq.middleware import (
 from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
 from middleware.abort import AbortWatcher
-from middleware.dead_letters import DeadLetters
 from middleware.error_policy import ErrorPolicy
-from middleware.history import History, JobHistory
-from middleware.keys import DRAMATIQ_NAMESPACE
+from middleware.job_history import JobHistory
 from middleware.sentry import InvalidSentryDsn, SentryReporter, init_sentry
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
+from middleware.state.keys import DRAMATIQ_NAMESPACE
 from middleware.worker_registry import WorkerRegistry
 from workers.lanes import max_ages_ms
 

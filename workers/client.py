@@ -17,10 +17,10 @@ import redis
 from pydantic import TypeAdapter
 
 import workers
-from middleware import keys
-from middleware.abort import AbortOutcome, request_abort
-from middleware.history import TERMINAL_STATES, now_ms
-from middleware.keys import job_key
+from middleware.state import keys
+from middleware.state.aborts import AbortOutcome, request_abort
+from middleware.state.jobs import TERMINAL_STATES, now_ms
+from middleware.state.keys import job_key
 from workers.actors import LANE_ACTORS
 from workers.deduplication import (
     SUBMIT_SCRIPT,

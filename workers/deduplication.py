@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal, cast, get_args
 
-from middleware import keys
+from middleware.state import keys
 
 DedupMode = Literal["until_finished", "until_started", "window"]
 DEDUP_MODES: Final[tuple[str, ...]] = get_args(DedupMode)

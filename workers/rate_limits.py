@@ -28,8 +28,8 @@ from dramatiq.rate_limits import ConcurrentRateLimiter, WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 
 from config.settings import Settings
-from middleware.errors import Throttled
-from middleware.keys import limit_key
+from middleware.core.errors import Throttled
+from middleware.state.keys import limit_key
 
 #: The provider name of an LLM config that names none.
 DEFAULT_PROVIDER = "default"

@@ -6,8 +6,8 @@ from typing import Any
 
 import redis
 
-from middleware import keys
-from middleware.dead_letters import DeadLetters
+from middleware.state import keys
+from middleware.state.dead_letters import DeadLetters
 from middleware.worker_registry import live_workers
 from workers.lanes import QUEUES
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from middleware import keys
-from middleware.dead_letters import DeadLetters
-from middleware.history import History
+from middleware.state import keys
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
 from tests.support.cli import run_evalq
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, rule_request, target_of

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from middleware import keys
-from middleware.dead_letters import DeadLetters
+from middleware.state import keys
+from middleware.state.dead_letters import DeadLetters
 from tests.support.cli import run_evalq
 from tests.support.dead_letters import BATCH, LIVE, make_message, make_record
 from tests.support.pools import WorkerPools

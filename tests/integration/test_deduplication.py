@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis
 
-from middleware.dead_letters import DeadLetters
-from middleware.history import now_ms
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import now_ms
 from tests.support.cli import run_evalq
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, rule_request, target_of

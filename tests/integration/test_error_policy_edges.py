@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from middleware.dead_letters import DeadLetters
-from middleware.history import History
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
 from tests.support.failing_actors import fail_unprintably
 from tests.support.policy import write_test_policy
 from tests.support.pools import WorkerPools

@@ -18,8 +18,8 @@ import redis
 
 import workers
 from config.policy import Policy, load_policy
-from middleware.dead_letters import DeadLetters
-from middleware.history import History
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
 from tests.support.policy import write_test_policy
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, target_of

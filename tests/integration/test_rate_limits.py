@@ -14,9 +14,9 @@ import pytest
 import redis
 
 from config.settings import Settings
-from middleware.dead_letters import DeadLetters
-from middleware.errors import Throttled
-from middleware.history import History
+from middleware.core.errors import Throttled
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
 from tests.support.cli import run_evalq
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, target_of

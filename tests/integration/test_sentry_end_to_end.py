@@ -15,7 +15,7 @@ import pytest
 import redis
 
 import workers
-from middleware.history import History
+from middleware.state.jobs import History
 from tests.support.failing_actors import fail_unknown
 from tests.support.policy import write_test_policy
 from tests.support.pools import WorkerPools

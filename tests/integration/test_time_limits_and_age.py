@@ -10,8 +10,8 @@ import uuid
 import pytest
 import redis
 
-from middleware.dead_letters import DeadLetters
-from middleware.history import History
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
 from tests.support.pools import WorkerPools
 from tests.support.requests import rule_request
 from tests.support.slow_actors import RUNS_KEY, overrun

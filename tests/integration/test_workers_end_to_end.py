@@ -11,7 +11,7 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from middleware.history import History
+from middleware.state.jobs import History
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request, rule_request, target_of
 from workers import actors, client

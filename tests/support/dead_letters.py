@@ -6,7 +6,7 @@ from typing import Any
 
 import dramatiq
 
-from middleware.dead_letter_records import DeadLetterRecord, payload_from_message
+from middleware.state.dead_letter_record import DeadLetterRecord, payload_from_message
 
 NOW = 1_700_000_000_000
 BATCH = "evaluations.batch"

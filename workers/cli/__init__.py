@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 import workers
-from middleware.redaction import redact_text
+from middleware.core.redaction import redact_text
 from workers import client
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
 from workers.deduplication import DedupError

@@ -13,8 +13,8 @@ from rich.table import Table
 
 import workers
 from config.policy import CATEGORIES, PolicyError, load_policy
-from middleware.dead_letters import DeadLetters
-from middleware.history import History
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
 
 jobs_app = typer.Typer(help="Follow jobs.", no_args_is_help=True)
@@ -308,7 +308,7 @@ def policy_explain(
     as_json: JsonFlag = False,
 ) -> None:
     """Which category and rule an error gets, and what the policy then does with it."""
-    from middleware.explain import explain
+    from middleware.core.explain import explain
 
     known = workers.broker.actors.get(actor)
     resolved_queue = queue or (known.queue_name if known is not None else "default")

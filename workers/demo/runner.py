@@ -18,8 +18,8 @@ from rich.table import Table
 
 import workers
 from config.settings import Settings
-from middleware.history import TERMINAL_STATES, History
-from middleware.redaction import redact_text
+from middleware.core.redaction import redact_text
+from middleware.state.jobs import TERMINAL_STATES, History
 from workers import client
 from workers.actors import export_results
 from workers.bootstrap import repoint

@@ -13,8 +13,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from middleware import keys
-from middleware.abort import AbortWatcher, JobInterrupted, request_abort
+from middleware.abort import AbortWatcher, JobInterrupted
+from middleware.state import keys
+from middleware.state.aborts import request_abort
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from middleware import keys
-from middleware.dead_letter_records import MAX_TRACEBACK_CHARS
-from middleware.dead_letters import AckTarget, DeadLetters
+from middleware.state import keys
+from middleware.state.dead_letter_record import MAX_TRACEBACK_CHARS
+from middleware.state.dead_letters import AckTarget, DeadLetters
 from tests.support.dead_letters import BATCH, LIVE, NOW, make_message, make_record
 
 pytestmark = pytest.mark.integration

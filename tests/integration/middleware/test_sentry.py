@@ -20,8 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config.settings import Settings
-from middleware import keys
-from middleware.redaction import REDACTED
+from middleware.core.redaction import REDACTED
 from middleware.sentry import (
     HTTP_TIMEOUT_S,
     SHUTDOWN_TIMEOUT_S,
@@ -33,6 +32,7 @@ from middleware.sentry import (
     fingerprint,
     init_sentry,
 )
+from middleware.state import keys
 from tests.support.sentry_endpoint import SentryEndpoint, parse_envelope
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,10 @@ import time
 import pytest
 
 from config.policy import load_policy
-from middleware.abort import AbortOutcome, JobInterrupted, RunningJobs
-from middleware.classify import classify
-from middleware.errors import JobAborted
+from middleware.abort import JobInterrupted, RunningJobs
+from middleware.core.classify import classify
+from middleware.core.errors import JobAborted
+from middleware.state.aborts import AbortOutcome
 from tests.support.policy import SHIPPED_POLICY
 
 

@@ -14,7 +14,7 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from config.settings import Settings
-from middleware.errors import Throttled
+from middleware.core.errors import Throttled
 from workers.evaluations.llm_judge import (
     RAW_LIMIT,
     TARGET_HEADER,

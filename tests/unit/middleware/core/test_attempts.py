@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from config.policy import ResolvedPolicy
-from middleware.attempts import (
+from middleware.core.attempts import (
     OPTION_ATTEMPT_BASE,
     OPTION_ATTEMPTS,
     OPTION_RETRIES,

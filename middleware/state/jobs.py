@@ -16,13 +16,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import dramatiq
 import redis
-from dramatiq.broker import Broker
-from dramatiq.message import Message
 
-from middleware import keys
-from middleware.redaction import redact_text
+from middleware.core.redaction import redact_text
+from middleware.state import keys
 
 logger = logging.getLogger(__name__)
 
@@ -254,35 +251,3 @@ def _document(
         if extra in state:
             document[extra] = state[extra]
     return document
-
-
-class JobHistory(dramatiq.Middleware):
-    """Records newly enqueued jobs as ``queued`` and runs the history flusher in workers.
-
-    Retries, redrives and the other transitions are written by the error policy and the
-    dead-letter store; this middleware only sees a job enter the broker for the first time.
-
-    Parameters:
-      history(History): Where states are written.
-    """
-
-    def __init__(self, history: History) -> None:
-        self.history = history
-
-    def after_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
-        # A message that already carries evalq options is a retry or a delayed message coming
-        # due: its state was written when it was scheduled.
-        if any(name.startswith("evalq_") for name in message.options):
-            return
-        try:
-            self.history.record_enqueued(
-                message.message_id, queue=message.queue_name, actor=message.actor_name
-            )
-        except redis.RedisError:
-            logger.warning("Could not record job %s as queued.", message.message_id, exc_info=True)
-
-    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
-        self.history.start()
-
-    def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
-        self.history.stop()

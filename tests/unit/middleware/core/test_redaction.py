@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from middleware.redaction import REDACTED, redact, redact_text
+from middleware.core.redaction import REDACTED, redact, redact_text
 
 
 @pytest.mark.parametrize(

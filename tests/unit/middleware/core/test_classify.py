@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from config.policy import CATEGORIES, Policy, load_policy, parse_policy
 from config.settings import DEFAULT_POLICY_FILE
-from middleware.classify import (
+from middleware.core.classify import (
     MAX_CHAIN,
     classify,
     classify_facts,
@@ -22,14 +22,8 @@ from middleware.classify import (
     root_cause,
     rule_matches,
 )
-from middleware.errors import (
-    ErrorFacts,
-    NonRetryable,
-    QuotaExhausted,
-    RateLimited,
-    Retryable,
-    facts_of,
-)
+from middleware.core.errors import NonRetryable, QuotaExhausted, RateLimited, Retryable
+from middleware.core.facts import ErrorFacts, facts_of
 from workers.evaluations.llm_judge import JudgeOutputError
 
 NOW = 1_800_000_000.0

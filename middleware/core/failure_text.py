@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import traceback
 
-from middleware.redaction import redact_text
+from middleware.core.redaction import redact_text
 
 
 def type_name(exc: BaseException | None) -> str:

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from config.policy import ResolvedPolicy
-from middleware.backoff import retry_delay_ms
+from middleware.core.backoff import retry_delay_ms
 
 
 def policy(

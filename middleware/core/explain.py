@@ -7,8 +7,8 @@ import importlib
 from typing import Any
 
 from config.policy import Policy
-from middleware.classify import classify_facts
-from middleware.errors import ErrorFacts, type_names
+from middleware.core.classify import classify_facts
+from middleware.core.facts import ErrorFacts, type_names
 
 
 def explain(

@@ -7,7 +7,7 @@ import pytest
 
 from config.policy import CATEGORIES, Policy, load_policy, parse_policy
 from config.settings import DEFAULT_POLICY_FILE
-from middleware.explain import explain, find_exception_class
+from middleware.core.explain import explain, find_exception_class
 
 
 @pytest.fixture(scope="module")

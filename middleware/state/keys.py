@@ -56,8 +56,9 @@ def acks_key(broker_id: str, queue: str) -> str:
     return f"{DRAMATIQ_NAMESPACE}:__acks__.{broker_id}.{queue}"
 
 
-# Dead-letter store (middleware/dead_letters.py). Record ids sort lexically by time; every index
-# is a sorted set whose members are record ids, all with score 0, so lexical range queries page it.
+# Dead-letter store (middleware/state/dead_letters.py). Record ids sort lexically by time; every
+# index is a sorted set whose members are record ids, all with score 0, so lexical range queries
+# page it.
 
 #: One dead letter: a hash with the record's JSON and the fields its removal needs.
 DLQ_RECORD_PREFIX = f"{DLQ_PREFIX}record:"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from middleware import keys
-from middleware.dead_letter_records import DeadLetterRecord, record_id_prefix
+from middleware.state import keys
+from middleware.state.dead_letter_record import DeadLetterRecord, record_id_prefix
 
 Call = tuple[list[str], list[str | int | bytes]]
 

@@ -10,19 +10,17 @@ import openai
 import pytest
 
 from config.policy import CATEGORIES
-from middleware import errors
-from middleware.errors import (
+from middleware.core import errors
+from middleware.core.errors import (
     MESSAGE_LIMIT,
     CategorizedError,
-    ErrorFacts,
     JobAborted,
     JobExpired,
     NonRetryable,
     RateLimited,
     Retryable,
-    facts_of,
-    parse_retry_after,
 )
+from middleware.core.facts import ErrorFacts, facts_of, parse_retry_after
 
 NOW = 1_800_000_000.0
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.policy import CompiledRule, Policy
-from middleware.errors import ErrorFacts, Throttled, facts_of
+from middleware.core.errors import Throttled
+from middleware.core.facts import ErrorFacts, facts_of
 
 #: Most links followed in one chain; a longer chain is cut, never walked forever.
 MAX_CHAIN = 64

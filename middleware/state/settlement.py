@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from dramatiq.broker import MessageProxy
 
-from middleware import keys
+from middleware.state import keys
 
 # Settling is the error policy's work, logged where operators read the error policy's decisions.
 logger = logging.getLogger("evalq.error_policy")

@@ -7,15 +7,22 @@ lost a secret to redaction cannot be redriven (``contains_redaction``).
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import socket
 import uuid
 from typing import Any, Final
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from pydantic import BaseModel, ConfigDict, Field
 
-from middleware.redaction import REDACTED, redact, redact_text
+from middleware.core.attempts import OPTION_FIRST_FAILURE
+from middleware.core.classify import Classification
+from middleware.core.decisions import Decision
+from middleware.core.failure_text import error_message, traceback_text, type_name
+from middleware.core.redaction import REDACTED, redact, redact_text
 
 #: Longest error message stored, in characters (the head is kept).
 MAX_ERROR_MESSAGE_CHARS: Final = 2_000
@@ -150,3 +157,40 @@ def redrive_message(
         message_timestamp=now_ms,
     )
     return redis_message_id, message.encode()
+
+
+def dead_letter_record(
+    message: MessageProxy,
+    *,
+    classification: Classification | None,
+    decision: Decision,
+    exception: BaseException | None,
+    timeline: list[dict[str, Any]],
+    dead_at: int,
+) -> DeadLetterRecord:
+    """The record an operator reads to decide about a dead job: the root cause, its chain, the
+    attempt ``timeline``, where it died and the payload (redacted when stored)."""
+    root = classification.root_cause if classification else None
+    failures = [a["finished_at"] for a in timeline if a.get("finished_at")]
+    first_failure = message.options.get(OPTION_FIRST_FAILURE) or (
+        min(failures) if failures else dead_at
+    )
+    return DeadLetterRecord.create(
+        job_id=message.message_id,
+        queue=message.queue_name,
+        actor=message.actor_name,
+        category=decision.category,
+        rule=classification.rule if classification else None,
+        reason=decision.reason,
+        error_type=type_name(root) if root else "",
+        error_message=error_message(root) if root else decision.reason,
+        traceback=traceback_text(exception),
+        chain_types=list(classification.chain_types) if classification else [],
+        attempts=timeline,
+        first_failure_at=int(first_failure),
+        last_failure_at=dead_at,
+        dead_at=dead_at,
+        worker_host=socket.gethostname(),
+        worker_pid=os.getpid(),
+        payload=message._message.asdict(),
+    )

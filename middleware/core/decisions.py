@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from config.policy import ResolvedPolicy
-from middleware.backoff import retry_delay_ms
+from middleware.core.backoff import retry_delay_ms
 
 Action = Literal["retry", "dead_letter", "drop"]
 

@@ -3,8 +3,8 @@
 A record is written, indexed and the job acked in one atomic step, so a job leaves the broker
 only once its record exists. Records are ordered by id (milliseconds of death, then a random
 suffix) and listed newest first, a page at a time. The record itself is in
-``middleware.dead_letter_records``; the Lua scripts that keep indexes, counts and retention in
-step are in ``middleware.dead_letter_scripts``.
+``middleware.state.dead_letter_record``; the Lua scripts that keep indexes, counts and retention in
+step are in ``middleware.state.dead_letter_scripts``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Final, TypedDict, cast
 
 import redis
 
-from middleware import dead_letter_scripts as scripts
-from middleware import keys
-from middleware.dead_letter_records import (
+from middleware.state import dead_letter_scripts as scripts
+from middleware.state import keys
+from middleware.state.dead_letter_record import (
     RECORD_ID_RE,
     DeadLetterRecord,
     contains_redaction,
