@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 import dramatiq
 import redis
 from dramatiq.broker import Broker, MessageProxy
-from dramatiq.middleware import SkipMessage
+from dramatiq.middleware import MiddlewareError, SkipMessage
 
-from config.policy import Policy
+from config.policy import Policy, ResolvedPolicy
 from middleware.core.attempts import (
     OPTION_ATTEMPTS,
     OPTION_FIRST_FAILURE,
@@ -27,10 +27,18 @@ from middleware.core.attempts import (
     spent,
     throttle_delay_ms,
 )
-from middleware.core.classify import Classification, classify, throttled_by
+from middleware.core.classify import Classification, classify, exception_chain, throttled_by
 from middleware.core.decisions import Decision, decide
 from middleware.core.errors import Throttled
 from middleware.core.failure_text import error_message, type_name
+from middleware.core.retry_options import (
+    RETRY_OPTIONS,
+    InvalidRetryOption,
+    RetryOptions,
+    expected_failure,
+    requested_retry,
+    second_opinion,
+)
 from middleware.decision_log import log_decision, log_refusal, quiet_dramatiq_failure_logs
 from middleware.sentry import SentryReporter
 from middleware.state import keys
@@ -90,9 +98,16 @@ class ErrorPolicy(dramatiq.Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"max_attempts", "max_age"}
+        return {"max_attempts", "max_age", *RETRY_OPTIONS}
 
     # --- hooks -------------------------------------------------------------------------------
+
+    def before_declare_actor(self, broker: Broker, actor: dramatiq.Actor[Any, Any]) -> None:
+        # A MiddlewareError is the one kind Dramatiq lets out of a hook: the decorator fails.
+        try:
+            RetryOptions.read({}, actor.options, where=f"actor {actor.actor_name}")
+        except InvalidRetryOption as error:
+            raise InvalidActorOptions(str(error)) from None
 
     def after_worker_boot(self, broker: Broker, worker: Any) -> None:
         quiet_dramatiq_failure_logs()
@@ -136,10 +151,17 @@ class ErrorPolicy(dramatiq.Middleware):
                 "job %s: %d attempt(s) started but never finished (worker died); now attempt %d",
                 job_id, len(attempt.lost), n,
             )  # fmt: skip
+        try:
+            options = _retry_options(broker, message)
+        except InvalidRetryOption as error:
+            self._refuse(broker, message, "invalid_payload", str(error))
+        message._evalq_retry_options = options  # type: ignore[attr-defined]
         refused = refusal(
             attempt,
             max_attempts=self._max_attempts(broker, message),
-            crashed=self.policy.resolve("crashed", actor=actor, queue=queue, env=self.env),
+            crashed=options.apply(
+                self.policy.resolve("crashed", actor=actor, queue=queue, env=self.env)
+            ),
         )
         if refused is not None:
             self._refuse(broker, message, "crashed", refused)
@@ -186,22 +208,9 @@ class ErrorPolicy(dramatiq.Middleware):
         if throttled is not None:
             self._throttle(broker, message, throttled, attempt)
             return
-        classification = classify(exception, self.policy, now=time.time())
-        resolved = self.policy.resolve(
-            classification.category,
-            actor=message.actor_name,
-            queue=message.queue_name,
-            env=self.env,
-        )
-        decision = decide(
-            classification.category,
-            resolved,
-            attempt=attempt.budget_n,
-            max_attempts=self._max_attempts(broker, message),
-            retries=spent(message.options, attempt),
-            retry_after_s=classification.retry_after_s,
-            forced_action=classification.forced_action,
-            rand=self.rand(),
+        options: RetryOptions = getattr(message, "_evalq_retry_options", RetryOptions())
+        classification, resolved, decision = self._decide(
+            broker, message, exception, attempt, options
         )
         log_decision(message, attempt.n, classification, decision)
         if decision.action == "retry":
@@ -212,6 +221,48 @@ class ErrorPolicy(dramatiq.Middleware):
             self._dead_letter(broker, message, classification, decision, exception, attempt)
         if self.sentry is not None and (decision.category == "unknown" or resolved.report):
             self._report(self.sentry, message, exception, classification, decision, attempt)
+
+    def _decide(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        exception: BaseException,
+        attempt: Attempt,
+        options: RetryOptions,
+    ) -> tuple[Classification, ResolvedPolicy, Decision]:
+        """Classify ``exception`` and decide, with the message's and actor's retry options."""
+        classification = classify(exception, self.policy, now=time.time())
+        if isinstance(exception, dramatiq.Retry):
+            classification = requested_retry(classification, delay_ms=exception.delay)
+        elif options.thrown(exception_chain(exception)):
+            classification = expected_failure(classification)
+        resolved = options.apply(
+            self.policy.resolve(
+                classification.category,
+                actor=message.actor_name,
+                queue=message.queue_name,
+                env=self.env,
+            )
+        )
+        retries = spent(message.options, attempt)
+        decision = decide(
+            classification.category,
+            resolved,
+            attempt=attempt.budget_n,
+            max_attempts=self._max_attempts(broker, message),
+            retries=retries,
+            retry_after_s=classification.retry_after_s,
+            forced_action=classification.forced_action,
+            rand=self.rand(),
+        )
+        decision, broken = second_opinion(
+            options, decision, retries=sum(retries.values()), exception=exception
+        )
+        if broken is not None:
+            logger.error("job %s: retry_when of %s raised; the policy's decision stands",
+                         message.message_id, message.actor_name,
+                         exc_info=(type(broken), broken, broken.__traceback__))  # fmt: skip
+        return classification, resolved, decision
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -413,6 +464,20 @@ class ErrorPolicy(dramatiq.Middleware):
             "unknown", actor=message.actor_name, queue=message.queue_name, env=self.env
         )
         return resolved.max_attempts
+
+
+class InvalidActorOptions(MiddlewareError):
+    """An actor declares a retry option evalq cannot use; raised by its decorator."""
+
+
+def _retry_options(broker: Broker, message: MessageProxy) -> RetryOptions:
+    """The retry options in force for ``message``: its own, else its actor's."""
+    actor = broker.actors.get(message.actor_name)
+    return RetryOptions.read(
+        message.options,
+        actor.options if actor is not None else {},
+        where=f"job {message.message_id} ({message.actor_name})",
+    )
 
 
 def _option(broker: Broker, message: MessageProxy, name: str) -> Any:
