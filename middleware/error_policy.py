@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import dramatiq
 import redis
 from dramatiq.broker import Broker, MessageProxy
-from dramatiq.middleware import MiddlewareError, SkipMessage
+from dramatiq.middleware import MiddlewareError, SkipMessage, TimeLimit
 
 from config.policy import Policy, ResolvedPolicy
 from middleware.core.attempts import (
@@ -40,6 +40,7 @@ from middleware.core.retry_options import (
     second_opinion,
 )
 from middleware.decision_log import log_decision, log_refusal, quiet_dramatiq_failure_logs
+from middleware.isolation import RunAlone
 from middleware.sentry import SentryReporter
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
@@ -74,6 +75,9 @@ class ErrorPolicy(dramatiq.Middleware):
       sentry(SentryReporter | None): Reports ``unknown`` failures and categories whose
         policy says ``report = true`` (once per job and root cause); None: Sentry is off.
       rand(Callable[[], float]): Source of jitter in [0, 1).
+      isolate_crashed(bool): Run a job that was in flight when its worker died alone in its
+        process (``middleware.isolation``), so that only a job that kills workers spends
+        ``crashed`` budget (default True).
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class ErrorPolicy(dramatiq.Middleware):
         max_age_ms: Mapping[str, int] | None = None,
         sentry: SentryReporter | None = None,
         rand: Callable[[], float] = random.random,
+        isolate_crashed: bool = True,
     ) -> None:
         self.policy = policy
         self.history = history
@@ -95,6 +100,7 @@ class ErrorPolicy(dramatiq.Middleware):
         self.sentry = sentry
         self.rand = rand
         self._retry_script: Any = None
+        self.isolation = RunAlone() if isolate_crashed else None
 
     @property
     def actor_options(self) -> set[str]:
@@ -133,12 +139,14 @@ class ErrorPolicy(dramatiq.Middleware):
             self._refuse(broker, message, "expired", expired)
         time_limit = int(_option(broker, message, "time_limit") or DEFAULT_TIME_LIMIT_MS)
         running_until = now_ms() + time_limit + RUNNING_GRACE_MS
-        n, aborted = settle(
-            message,
-            lambda: self.history.start_attempt(
+
+        def start() -> tuple[int, bool]:
+            return self.history.start_attempt(
                 job_id, queue=queue, actor=actor, running_until=running_until
-            ),
-        )
+            )
+
+        self._enter(message, alone=False)
+        n, aborted = settle(message, start)
         if aborted:
             self._refuse(broker, message, "aborted", "aborted by an operator before it ran")
         attempt = begin(n, message.options, started_at=now_ms())
@@ -165,7 +173,50 @@ class ErrorPolicy(dramatiq.Middleware):
         )
         if refused is not None:
             self._refuse(broker, message, "crashed", refused)
+        if attempt.lost and self.isolation is not None:
+            n, aborted = self._start_alone(broker, message, start)
+            if aborted:
+                self._refuse(broker, message, "aborted", "aborted by an operator before it ran")
+            attempt = begin(n, message.options, started_at=now_ms())
         message._evalq_attempt = attempt  # type: ignore[attr-defined]
+
+    def _start_alone(
+        self, broker: Broker, message: MessageProxy, start: Callable[[], tuple[int, bool]]
+    ) -> tuple[int, bool]:
+        """Count the attempt of a job that was in flight when its worker died again, once it
+        runs alone in this process (see ``middleware.isolation``); its time limit starts then."""
+        settle(message, lambda: self.history.uncount_attempt(message.message_id))
+        self._leave(message)
+        logger.warning("job %s was running when its worker died: it runs alone in this process "
+                       "once the jobs running here have finished", message.message_id)  # fmt: skip
+        self._enter(message, alone=True)
+        for middleware in broker.middleware:
+            if isinstance(middleware, TimeLimit):
+                middleware.before_process_message(broker, message)  # type: ignore[no-untyped-call]
+        started: tuple[int, bool] = settle(message, start)
+        return started
+
+    def _enter(self, message: MessageProxy, *, alone: bool) -> None:
+        if self.isolation is None:
+            return
+        if alone:
+            self.isolation.enter_alone()
+        else:
+            self.isolation.share()
+        message._evalq_alone = alone  # type: ignore[attr-defined]
+
+    def _leave(self, message: MessageProxy) -> None:
+        alone = getattr(message, "_evalq_alone", None)
+        if self.isolation is None or alone is None:
+            return
+        del message._evalq_alone
+        if alone:
+            self.isolation.leave_alone()
+        else:
+            self.isolation.unshare()
+
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
+        self._leave(message)
 
     def _refuse(
         self, broker: Broker, message: MessageProxy, category: str, reason: str
@@ -185,6 +236,7 @@ class ErrorPolicy(dramatiq.Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        self._leave(message)
         try:
             self._after(broker, message, exception)
         except Exception:
