@@ -24,6 +24,7 @@ from config.settings import Settings
 from middleware.abort import AbortWatcher
 from middleware.error_policy import ErrorPolicy
 from middleware.job_history import JobHistory
+from middleware.redelivery import Redelivery
 from middleware.sentry import InvalidSentryDsn, SentryReporter, init_sentry
 from middleware.state.broker import EvalqRedisBroker
 from middleware.state.dead_letters import DeadLetters
@@ -86,6 +87,10 @@ def build_middleware(
         Pipelines(),
         CurrentMessage(),
         WorkerRegistry(),
+        Redelivery(
+            heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
+            interval_ms=settings.redelivery_interval_ms,
+        ),
         JobHistory(history),
         ErrorPolicy(
             policy=policy,
