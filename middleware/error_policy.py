@@ -46,7 +46,15 @@ from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
 from middleware.state.jobs import History, attempt_record, now_ms
-from middleware.state.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settle
+from middleware.state.settlement import (
+    FINISH_SCRIPT,
+    RETRY_SCRIPT,
+    delayed_retry,
+    finish_call,
+    mark_settled,
+    retry_call,
+    settle,
+)
 
 logger = logging.getLogger("evalq.error_policy")
 
@@ -100,6 +108,7 @@ class ErrorPolicy(dramatiq.Middleware):
         self.sentry = sentry
         self.rand = rand
         self._retry_script: Any = None
+        self._finish_script: Any = None
         self.isolation = RunAlone() if isolate_crashed else None
 
     @property
@@ -254,7 +263,7 @@ class ErrorPolicy(dramatiq.Middleware):
         if attempt is None:
             return
         if exception is None:
-            self._succeed(message, attempt)
+            self._succeed(broker, message, attempt)
             return
         throttled = throttled_by(exception)
         if throttled is not None:
@@ -268,7 +277,7 @@ class ErrorPolicy(dramatiq.Middleware):
         if decision.action == "retry":
             self._retry(broker, message, classification, decision, attempt)
         elif decision.action == "drop":
-            self._drop(message, classification, decision, attempt)
+            self._drop(broker, message, classification, decision, attempt)
         else:
             self._dead_letter(broker, message, classification, decision, exception, attempt)
         if self.sentry is not None and (decision.category == "unknown" or resolved.report):
@@ -318,15 +327,33 @@ class ErrorPolicy(dramatiq.Middleware):
 
     # --- actions -------------------------------------------------------------------------------
 
-    def _succeed(self, message: MessageProxy, attempt: Attempt) -> None:
-        job_id = message.message_id
+    def _succeed(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
         finished = now_ms()
-        self.history.record_attempt(
-            job_id,
-            attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                           outcome="succeeded"),
+        entry = attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
+                               outcome="succeeded")  # fmt: skip
+        self._finish(broker, message, entry, {"state": "succeeded", "finished_at": finished})
+
+    def _finish(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        entry: dict[str, Any],
+        fields: dict[str, Any],
+    ) -> None:
+        """Ack the delivery and write the job's final ``fields`` and last attempt ``entry`` in
+        one atomic step: the outcome is as durable as the ack."""
+        client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        if self._finish_script is None:
+            self._finish_script = client.register_script(FINISH_SCRIPT)
+        script_keys, args = finish_call(
+            message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
+            entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
-        self.history.record_state(job_id, {"state": "succeeded", "finished_at": finished})
+        finished = settle(message, lambda: self._finish_script(keys=script_keys, args=args))
+        mark_settled(message)
+        if finished == 0:
+            logger.warning("job %s: no longer held by this worker; outcome %s not recorded",
+                           message.message_id, fields["state"])  # fmt: skip
 
     def _retry(
         self,
@@ -416,12 +443,14 @@ class ErrorPolicy(dramatiq.Middleware):
             job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
         settled = settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+        mark_settled(message)
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; not rescheduled",
                            message.message_id)  # fmt: skip
 
     def _drop(
         self,
+        broker: Broker,
         message: MessageProxy,
         classification: Classification,
         decision: Decision,
@@ -429,16 +458,13 @@ class ErrorPolicy(dramatiq.Middleware):
     ) -> None:
         finished = now_ms()
         root = classification.root_cause
-        self.history.record_attempt(
-            message.message_id,
-            attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                           outcome="dropped", category=decision.category,
-                           error_type=type_name(root), error_message=error_message(root)),
+        entry = attempt_record(
+            attempt.n, started_at=attempt.started_at, finished_at=finished, outcome="dropped",
+            category=decision.category, error_type=type_name(root),
+            error_message=error_message(root),
         )  # fmt: skip
-        self.history.record_state(
-            message.message_id,
-            {"state": "dropped", "finished_at": finished, "category": decision.category},
-        )
+        fields = {"state": "dropped", "finished_at": finished, "category": decision.category}
+        self._finish(broker, message, entry, fields)
 
     def _dead_letter(
         self,
@@ -472,6 +498,7 @@ class ErrorPolicy(dramatiq.Middleware):
             redis_message_id=message.options["redis_message_id"],
         )
         settled = settle(message, lambda: self.dead_letters.add(record, ack=ack))
+        mark_settled(message)
         if not settled:
             logger.warning("job %s: no longer held by this worker; dead letter not written", job_id)
         elif ran:

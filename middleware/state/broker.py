@@ -39,6 +39,7 @@ from middleware.core.message_shape import (
 from middleware.state import keys
 from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.dead_letters import AckTarget, DeadLetters
+from middleware.state.settlement import is_settled
 
 logger = logging.getLogger("evalq.broker")
 
@@ -85,6 +86,13 @@ class EvalqRedisBroker(RedisBroker):
 
 class _GuardedConsumer(_RedisConsumer):
     broker: EvalqRedisBroker
+
+    def ack(self, message: MessageProxy) -> None:
+        if is_settled(message):
+            # Acked already, by the script that wrote the job's outcome.
+            self.queued_message_ids.discard(message.message_id)
+            return
+        super().ack(message)  # type: ignore[no-untyped-call]
 
     def __next__(self) -> MessageProxy | None:
         while True:
