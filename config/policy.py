@@ -56,6 +56,7 @@ CATEGORIES: tuple[str, ...] = (
     "crashed",
     "aborted",
     "expired",
+    "retry_requested",
     "unknown",
 )
 

@@ -135,6 +135,13 @@ class Settings(BaseSettings):
         description="A worker silent for this long is presumed dead and "
         "its unfinished jobs are redelivered, in milliseconds.",
     )
+    redelivery_interval_ms: int = Field(
+        default=1000,
+        ge=100,
+        le=60_000,
+        description="How often each worker process refreshes its heartbeat and puts dead "
+        "workers' jobs back at the head of their queues, in milliseconds.",
+    )
     maintenance_chance: int = Field(
         default=1000,
         ge=0,

@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 import dramatiq
 import redis
 from dramatiq.broker import Broker, MessageProxy
-from dramatiq.middleware import SkipMessage
+from dramatiq.middleware import MiddlewareError, SkipMessage, TimeLimit
 
-from config.policy import Policy
+from config.policy import Policy, ResolvedPolicy
 from middleware.core.attempts import (
     OPTION_ATTEMPTS,
     OPTION_FIRST_FAILURE,
@@ -27,17 +27,34 @@ from middleware.core.attempts import (
     spent,
     throttle_delay_ms,
 )
-from middleware.core.classify import Classification, classify, throttled_by
+from middleware.core.classify import Classification, classify, exception_chain, throttled_by
 from middleware.core.decisions import Decision, decide
 from middleware.core.errors import Throttled
 from middleware.core.failure_text import error_message, type_name
+from middleware.core.retry_options import (
+    RETRY_OPTIONS,
+    InvalidRetryOption,
+    RetryOptions,
+    expected_failure,
+    requested_retry,
+    second_opinion,
+)
 from middleware.decision_log import log_decision, log_refusal, quiet_dramatiq_failure_logs
+from middleware.isolation import RunAlone
 from middleware.sentry import SentryReporter
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
 from middleware.state.jobs import History, attempt_record, now_ms
-from middleware.state.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settle
+from middleware.state.settlement import (
+    FINISH_SCRIPT,
+    RETRY_SCRIPT,
+    delayed_retry,
+    finish_call,
+    mark_settled,
+    retry_call,
+    settle,
+)
 
 logger = logging.getLogger("evalq.error_policy")
 
@@ -66,6 +83,9 @@ class ErrorPolicy(dramatiq.Middleware):
       sentry(SentryReporter | None): Reports ``unknown`` failures and categories whose
         policy says ``report = true`` (once per job and root cause); None: Sentry is off.
       rand(Callable[[], float]): Source of jitter in [0, 1).
+      isolate_crashed(bool): Run a job that was in flight when its worker died alone in its
+        process (``middleware.isolation``), so that only a job that kills workers spends
+        ``crashed`` budget (default True).
     """
 
     def __init__(
@@ -78,6 +98,7 @@ class ErrorPolicy(dramatiq.Middleware):
         max_age_ms: Mapping[str, int] | None = None,
         sentry: SentryReporter | None = None,
         rand: Callable[[], float] = random.random,
+        isolate_crashed: bool = True,
     ) -> None:
         self.policy = policy
         self.history = history
@@ -87,12 +108,21 @@ class ErrorPolicy(dramatiq.Middleware):
         self.sentry = sentry
         self.rand = rand
         self._retry_script: Any = None
+        self._finish_script: Any = None
+        self.isolation = RunAlone() if isolate_crashed else None
 
     @property
     def actor_options(self) -> set[str]:
-        return {"max_attempts", "max_age"}
+        return {"max_attempts", "max_age", *RETRY_OPTIONS}
 
     # --- hooks -------------------------------------------------------------------------------
+
+    def before_declare_actor(self, broker: Broker, actor: dramatiq.Actor[Any, Any]) -> None:
+        # A MiddlewareError is the one kind Dramatiq lets out of a hook: the decorator fails.
+        try:
+            RetryOptions.read({}, actor.options, where=f"actor {actor.actor_name}")
+        except InvalidRetryOption as error:
+            raise InvalidActorOptions(str(error)) from None
 
     def after_worker_boot(self, broker: Broker, worker: Any) -> None:
         quiet_dramatiq_failure_logs()
@@ -118,12 +148,14 @@ class ErrorPolicy(dramatiq.Middleware):
             self._refuse(broker, message, "expired", expired)
         time_limit = int(_option(broker, message, "time_limit") or DEFAULT_TIME_LIMIT_MS)
         running_until = now_ms() + time_limit + RUNNING_GRACE_MS
-        n, aborted = settle(
-            message,
-            lambda: self.history.start_attempt(
+
+        def start() -> tuple[int, bool]:
+            return self.history.start_attempt(
                 job_id, queue=queue, actor=actor, running_until=running_until
-            ),
-        )
+            )
+
+        self._enter(message, alone=False)
+        n, aborted = settle(message, start)
         if aborted:
             self._refuse(broker, message, "aborted", "aborted by an operator before it ran")
         attempt = begin(n, message.options, started_at=now_ms())
@@ -136,14 +168,64 @@ class ErrorPolicy(dramatiq.Middleware):
                 "job %s: %d attempt(s) started but never finished (worker died); now attempt %d",
                 job_id, len(attempt.lost), n,
             )  # fmt: skip
+        try:
+            options = _retry_options(broker, message)
+        except InvalidRetryOption as error:
+            self._refuse(broker, message, "invalid_payload", str(error))
+        message._evalq_retry_options = options  # type: ignore[attr-defined]
         refused = refusal(
             attempt,
             max_attempts=self._max_attempts(broker, message),
-            crashed=self.policy.resolve("crashed", actor=actor, queue=queue, env=self.env),
+            crashed=options.apply(
+                self.policy.resolve("crashed", actor=actor, queue=queue, env=self.env)
+            ),
         )
         if refused is not None:
             self._refuse(broker, message, "crashed", refused)
+        if attempt.lost and self.isolation is not None:
+            n, aborted = self._start_alone(broker, message, start)
+            if aborted:
+                self._refuse(broker, message, "aborted", "aborted by an operator before it ran")
+            attempt = begin(n, message.options, started_at=now_ms())
         message._evalq_attempt = attempt  # type: ignore[attr-defined]
+
+    def _start_alone(
+        self, broker: Broker, message: MessageProxy, start: Callable[[], tuple[int, bool]]
+    ) -> tuple[int, bool]:
+        """Count the attempt of a job that was in flight when its worker died again, once it
+        runs alone in this process (see ``middleware.isolation``); its time limit starts then."""
+        settle(message, lambda: self.history.uncount_attempt(message.message_id))
+        self._leave(message)
+        logger.warning("job %s was running when its worker died: it runs alone in this process "
+                       "once the jobs running here have finished", message.message_id)  # fmt: skip
+        self._enter(message, alone=True)
+        for middleware in broker.middleware:
+            if isinstance(middleware, TimeLimit):
+                middleware.before_process_message(broker, message)  # type: ignore[no-untyped-call]
+        started: tuple[int, bool] = settle(message, start)
+        return started
+
+    def _enter(self, message: MessageProxy, *, alone: bool) -> None:
+        if self.isolation is None:
+            return
+        if alone:
+            self.isolation.enter_alone()
+        else:
+            self.isolation.share()
+        message._evalq_alone = alone  # type: ignore[attr-defined]
+
+    def _leave(self, message: MessageProxy) -> None:
+        alone = getattr(message, "_evalq_alone", None)
+        if self.isolation is None or alone is None:
+            return
+        del message._evalq_alone
+        if alone:
+            self.isolation.leave_alone()
+        else:
+            self.isolation.unshare()
+
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
+        self._leave(message)
 
     def _refuse(
         self, broker: Broker, message: MessageProxy, category: str, reason: str
@@ -163,6 +245,7 @@ class ErrorPolicy(dramatiq.Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        self._leave(message)
         try:
             self._after(broker, message, exception)
         except Exception:
@@ -180,50 +263,97 @@ class ErrorPolicy(dramatiq.Middleware):
         if attempt is None:
             return
         if exception is None:
-            self._succeed(message, attempt)
+            self._succeed(broker, message, attempt)
             return
         throttled = throttled_by(exception)
         if throttled is not None:
             self._throttle(broker, message, throttled, attempt)
             return
-        classification = classify(exception, self.policy, now=time.time())
-        resolved = self.policy.resolve(
-            classification.category,
-            actor=message.actor_name,
-            queue=message.queue_name,
-            env=self.env,
-        )
-        decision = decide(
-            classification.category,
-            resolved,
-            attempt=attempt.budget_n,
-            max_attempts=self._max_attempts(broker, message),
-            retries=spent(message.options, attempt),
-            retry_after_s=classification.retry_after_s,
-            forced_action=classification.forced_action,
-            rand=self.rand(),
+        options: RetryOptions = getattr(message, "_evalq_retry_options", RetryOptions())
+        classification, resolved, decision = self._decide(
+            broker, message, exception, attempt, options
         )
         log_decision(message, attempt.n, classification, decision)
         if decision.action == "retry":
             self._retry(broker, message, classification, decision, attempt)
         elif decision.action == "drop":
-            self._drop(message, classification, decision, attempt)
+            self._drop(broker, message, classification, decision, attempt)
         else:
             self._dead_letter(broker, message, classification, decision, exception, attempt)
         if self.sentry is not None and (decision.category == "unknown" or resolved.report):
             self._report(self.sentry, message, exception, classification, decision, attempt)
 
+    def _decide(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        exception: BaseException,
+        attempt: Attempt,
+        options: RetryOptions,
+    ) -> tuple[Classification, ResolvedPolicy, Decision]:
+        """Classify ``exception`` and decide, with the message's and actor's retry options."""
+        classification = classify(exception, self.policy, now=time.time())
+        if isinstance(exception, dramatiq.Retry):
+            classification = requested_retry(classification, delay_ms=exception.delay)
+        elif options.thrown(exception_chain(exception)):
+            classification = expected_failure(classification)
+        resolved = options.apply(
+            self.policy.resolve(
+                classification.category,
+                actor=message.actor_name,
+                queue=message.queue_name,
+                env=self.env,
+            )
+        )
+        retries = spent(message.options, attempt)
+        decision = decide(
+            classification.category,
+            resolved,
+            attempt=attempt.budget_n,
+            max_attempts=self._max_attempts(broker, message),
+            retries=retries,
+            retry_after_s=classification.retry_after_s,
+            forced_action=classification.forced_action,
+            rand=self.rand(),
+        )
+        decision, broken = second_opinion(
+            options, decision, retries=sum(retries.values()), exception=exception
+        )
+        if broken is not None:
+            logger.error("job %s: retry_when of %s raised; the policy's decision stands",
+                         message.message_id, message.actor_name,
+                         exc_info=(type(broken), broken, broken.__traceback__))  # fmt: skip
+        return classification, resolved, decision
+
     # --- actions -------------------------------------------------------------------------------
 
-    def _succeed(self, message: MessageProxy, attempt: Attempt) -> None:
-        job_id = message.message_id
+    def _succeed(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
         finished = now_ms()
-        self.history.record_attempt(
-            job_id,
-            attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                           outcome="succeeded"),
+        entry = attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
+                               outcome="succeeded")  # fmt: skip
+        self._finish(broker, message, entry, {"state": "succeeded", "finished_at": finished})
+
+    def _finish(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        entry: dict[str, Any],
+        fields: dict[str, Any],
+    ) -> None:
+        """Ack the delivery and write the job's final ``fields`` and last attempt ``entry`` in
+        one atomic step: the outcome is as durable as the ack."""
+        client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        if self._finish_script is None:
+            self._finish_script = client.register_script(FINISH_SCRIPT)
+        script_keys, args = finish_call(
+            message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
+            entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
-        self.history.record_state(job_id, {"state": "succeeded", "finished_at": finished})
+        finished = settle(message, lambda: self._finish_script(keys=script_keys, args=args))
+        mark_settled(message)
+        if finished == 0:
+            logger.warning("job %s: no longer held by this worker; outcome %s not recorded",
+                           message.message_id, fields["state"])  # fmt: skip
 
     def _retry(
         self,
@@ -313,12 +443,14 @@ class ErrorPolicy(dramatiq.Middleware):
             job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
         settled = settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+        mark_settled(message)
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; not rescheduled",
                            message.message_id)  # fmt: skip
 
     def _drop(
         self,
+        broker: Broker,
         message: MessageProxy,
         classification: Classification,
         decision: Decision,
@@ -326,16 +458,13 @@ class ErrorPolicy(dramatiq.Middleware):
     ) -> None:
         finished = now_ms()
         root = classification.root_cause
-        self.history.record_attempt(
-            message.message_id,
-            attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                           outcome="dropped", category=decision.category,
-                           error_type=type_name(root), error_message=error_message(root)),
+        entry = attempt_record(
+            attempt.n, started_at=attempt.started_at, finished_at=finished, outcome="dropped",
+            category=decision.category, error_type=type_name(root),
+            error_message=error_message(root),
         )  # fmt: skip
-        self.history.record_state(
-            message.message_id,
-            {"state": "dropped", "finished_at": finished, "category": decision.category},
-        )
+        fields = {"state": "dropped", "finished_at": finished, "category": decision.category}
+        self._finish(broker, message, entry, fields)
 
     def _dead_letter(
         self,
@@ -369,6 +498,7 @@ class ErrorPolicy(dramatiq.Middleware):
             redis_message_id=message.options["redis_message_id"],
         )
         settled = settle(message, lambda: self.dead_letters.add(record, ack=ack))
+        mark_settled(message)
         if not settled:
             logger.warning("job %s: no longer held by this worker; dead letter not written", job_id)
         elif ran:
@@ -413,6 +543,20 @@ class ErrorPolicy(dramatiq.Middleware):
             "unknown", actor=message.actor_name, queue=message.queue_name, env=self.env
         )
         return resolved.max_attempts
+
+
+class InvalidActorOptions(MiddlewareError):
+    """An actor declares a retry option evalq cannot use; raised by its decorator."""
+
+
+def _retry_options(broker: Broker, message: MessageProxy) -> RetryOptions:
+    """The retry options in force for ``message``: its own, else its actor's."""
+    actor = broker.actors.get(message.actor_name)
+    return RetryOptions.read(
+        message.options,
+        actor.options if actor is not None else {},
+        where=f"job {message.message_id} ({message.actor_name})",
+    )
 
 
 def _option(broker: Broker, message: MessageProxy, name: str) -> Any:

@@ -24,7 +24,9 @@ from config.settings import Settings
 from middleware.abort import AbortWatcher
 from middleware.error_policy import ErrorPolicy
 from middleware.job_history import JobHistory
+from middleware.redelivery import Redelivery
 from middleware.sentry import InvalidSentryDsn, SentryReporter, init_sentry
+from middleware.state.broker import EvalqRedisBroker
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import History
 from middleware.state.keys import DRAMATIQ_NAMESPACE
@@ -58,16 +60,26 @@ def init_sentry_or_exit(settings: Settings, client: redis.Redis) -> SentryReport
         raise SystemExit(2) from None
 
 
-def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) -> list[Middleware]:
+def build_dead_letters(settings: Settings, client: redis.Redis) -> DeadLetters:
+    """The dead-letter store, with the retention the settings ask for."""
+    return DeadLetters(
+        client, max_records=settings.dlq_max_records, max_age_s=settings.dlq_max_age_s
+    )
+
+
+def build_middleware(
+    settings: Settings,
+    client: redis.Redis,
+    policy: Policy,
+    dead_letters: DeadLetters | None = None,
+) -> list[Middleware]:
     """The middleware stack, in order. ``Retries`` is not in it, on purpose, and neither is
     ``AgeLimit`` (the error policy expires old jobs into the DLQ). ``ErrorPolicy`` comes after
     everything that may refuse a job, so that it counts an attempt only once everything else let
     it start; ``AbortWatcher`` comes after it, so that it interrupts a thread only while the actor
     runs (its before hook runs last, its after hook first)."""
     history = History(client, ttl_s=settings.job_ttl_s)
-    dead_letters = DeadLetters(
-        client, max_records=settings.dlq_max_records, max_age_s=settings.dlq_max_age_s
-    )
+    dead_letters = dead_letters or build_dead_letters(settings, client)
     return [
         TimeLimit(),
         ShutdownNotifications(),
@@ -75,6 +87,10 @@ def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) ->
         Pipelines(),
         CurrentMessage(),
         WorkerRegistry(),
+        Redelivery(
+            heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
+            interval_ms=settings.redelivery_interval_ms,
+        ),
         JobHistory(history),
         ErrorPolicy(
             policy=policy,
@@ -90,13 +106,19 @@ def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) ->
 
 def build_broker(
     settings: Settings, *, policy: Policy | None = None, url: str | None = None
-) -> RedisBroker:
-    """A RedisBroker on ``url`` (default: the settings' worker URL) with evalq's middleware."""
+) -> EvalqRedisBroker:
+    """A Redis broker on ``url`` (default: the settings' worker URL) with evalq's middleware,
+    whose consumers dead-letter malformed messages (``middleware.state.broker``)."""
     pool = redis.ConnectionPool.from_url(url or settings.worker_redis_url)
     client = redis.Redis(connection_pool=pool)
-    return RedisBroker(
+    dead_letters = build_dead_letters(settings, client)
+    middleware = build_middleware(
+        settings, client, policy or load_policy_or_exit(settings), dead_letters
+    )
+    return EvalqRedisBroker(
+        dead_letters=dead_letters,
         client=client,
-        middleware=build_middleware(settings, client, policy or load_policy_or_exit(settings)),
+        middleware=middleware,
         namespace=DRAMATIQ_NAMESPACE,
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         maintenance_chance=settings.maintenance_chance,

@@ -255,6 +255,8 @@ class DeadLetters:
             skip = f"not on queue {queue}"
         elif category is not None and record.category != category:
             skip = f"not in category {category}"
+        elif "actor_name" not in record.payload:
+            skip = "not a Dramatiq message (it could not be decoded): nothing to redrive"
         elif contains_redaction(record.payload):
             skip = "payload has redacted secrets; enqueue the job again from its source"
         elif dry_run:

@@ -130,6 +130,11 @@ class History:
         # the "running" state behind, which is exactly what crash detection reads.
         return int(replies[0]), bool(replies[-1])
 
+    def uncount_attempt(self, job_id: str) -> None:
+        """Take back the attempt ``start_attempt`` just counted (it is about to wait, not run:
+        a worker dying while it waits must not charge it a crash)."""
+        self.client.decr(keys.attempt_counter_key(job_id))
+
     # --- buffered writes ---------------------------------------------------------------------
 
     def record_attempt(self, job_id: str, attempt: dict[str, Any]) -> None:

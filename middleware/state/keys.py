@@ -56,6 +56,11 @@ def acks_key(broker_id: str, queue: str) -> str:
     return f"{DRAMATIQ_NAMESPACE}:__acks__.{broker_id}.{queue}"
 
 
+def heartbeats_key() -> str:
+    """Dramatiq's sorted set of worker (broker) ids by the time of their last heartbeat, in ms."""
+    return f"{DRAMATIQ_NAMESPACE}:__heartbeats__"
+
+
 # Dead-letter store (middleware/state/dead_letters.py). Record ids sort lexically by time; every
 # index is a sorted set whose members are record ids, all with score 0, so lexical range queries
 # page it.

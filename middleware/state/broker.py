@@ -1,0 +1,225 @@
+"""The Redis broker evalq runs on: Dramatiq's, with a consumer that no broker message can break.
+
+Dramatiq's Redis consumer raises on a message it cannot decode, restarts and drops its prefetch,
+leaving the message unacked to come back after every restart; a message naming another queue or
+an unknown actor runs into errors inside the worker thread. ``EvalqRedisBroker``'s consumer
+checks every delivery before a worker thread sees it. A message that cannot be decoded, is not a
+Dramatiq message, names another queue or an unknown actor, or has arguments that do not fit its
+actor is moved into evalq's dead-letter store as ``invalid_payload`` (with the raw message,
+capped and redacted, and what was wrong) in the same atomic step that acks it; the rest of its
+fetch batch goes on as usual.
+
+The check of a good message costs a few isinstance calls and a cached ``Signature.bind``; the
+search for bad ones (the consumer's held deliveries, two round trips) runs only when one is met.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import redis
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import DecodeError
+
+from middleware.core.errors import CategorizedError
+from middleware.core.failure_text import type_name
+from middleware.core.message_shape import (
+    decode_problem,
+    delivery_problem,
+    fields_problem,
+    raw_excerpt,
+)
+from middleware.state import keys
+from middleware.state.dead_letter_record import DeadLetterRecord
+from middleware.state.dead_letters import AckTarget, DeadLetters
+from middleware.state.settlement import is_settled
+
+logger = logging.getLogger("evalq.broker")
+
+
+class MalformedMessage(CategorizedError):
+    """A broker message that cannot run: undecodable, not a message, or not for this worker."""
+
+    category = "invalid_payload"
+    forced_action = "dead_letter"
+
+
+class EvalqRedisBroker(RedisBroker):
+    """A ``RedisBroker`` whose consumers dead-letter malformed messages instead of choking.
+
+    Parameters:
+      dead_letters(DeadLetters | None): Where malformed messages go; None keeps Dramatiq's
+        behaviour (for brokers that only enqueue).
+      **kwargs: As for ``RedisBroker``.
+    """
+
+    def __init__(self, *, dead_letters: DeadLetters | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.dead_letters = dead_letters
+        self._signatures: dict[str, inspect.Signature | None] = {}
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return _GuardedConsumer if self.dead_letters is not None else _RedisConsumer
+
+    def signature_of(self, actor_name: str) -> inspect.Signature | None:
+        """The signature of an actor's function, cached; None when it cannot be read."""
+        try:
+            return self._signatures[actor_name]
+        except KeyError:
+            pass
+        actor = self.actors.get(actor_name)
+        try:
+            found = inspect.signature(actor.fn) if actor is not None else None
+        except (TypeError, ValueError):
+            found = None
+        self._signatures[actor_name] = found
+        return found
+
+
+class _GuardedConsumer(_RedisConsumer):
+    broker: EvalqRedisBroker
+
+    def ack(self, message: MessageProxy) -> None:
+        if is_settled(message):
+            # Acked already, by the script that wrote the job's outcome.
+            self.queued_message_ids.discard(message.message_id)
+            return
+        super().ack(message)  # type: ignore[no-untyped-call]
+
+    def __next__(self) -> MessageProxy | None:
+        while True:
+            try:
+                proxy: MessageProxy | None = super().__next__()  # type: ignore[no-untyped-call]
+            except DecodeError:
+                # The undecodable message was taken off the cache already: find it (and any
+                # other bad one) among the deliveries this consumer holds. An earlier search may
+                # have dead-lettered it already; either way, go on with the batch.
+                self._quarantine()
+                continue
+            if proxy is None or self._problem(proxy) is None:
+                return proxy
+            self.queued_message_ids.discard(proxy.message_id)
+            if not self._quarantine():
+                # Dead-lettered by an earlier search, or requeued meanwhile.
+                logger.debug("queue %s: malformed message %s no longer held",
+                             self.queue_name, proxy.message_id)  # fmt: skip
+
+    def _problem(self, proxy: MessageProxy) -> str | None:
+        message = proxy._message
+        return self._fields_problem(
+            message.queue_name, message.actor_name, message.args, message.kwargs, message.options
+        )
+
+    def _fields_problem(
+        self, queue_name: Any, actor_name: Any, args: Any, kwargs: Any, options: Any
+    ) -> str | None:
+        problem = delivery_problem(
+            queue_name=queue_name,
+            actor_name=actor_name,
+            args=args,
+            kwargs=kwargs,
+            options=options,
+            consumed_queue=self.queue_name,
+            actors=self.broker.actors,
+            signature_of=self.broker.signature_of,
+        )
+        if problem is None and not isinstance(options.get("redis_message_id"), str):
+            # Dramatiq acks a delivery by this id; without it the message would run forever.
+            return "has no options.redis_message_id (it was not enqueued through Dramatiq)"
+        return problem
+
+    def _quarantine(self) -> int:
+        """Dead-letter (and ack) every held delivery that cannot run, leave the others; returns
+        how many were found."""
+        client: redis.Redis = self.broker.client
+        acks = keys.acks_key(self.broker.broker_id, self.queue_name)
+        try:
+            held = [keys.text(rid) for rid in client.smembers(acks)]  # type: ignore[union-attr]
+            values = client.hmget(keys.queue_messages_key(self.queue_name), held) if held else []
+        except redis.RedisError:
+            logger.warning("queue %s: could not look for malformed messages", self.queue_name,
+                           exc_info=True)  # fmt: skip
+            return 0
+        found = 0
+        for redis_message_id, data in zip(held, values, strict=True):  # type: ignore[arg-type]
+            if data is None:
+                continue
+            problem, fields = self._screen(data)
+            if problem is not None:
+                found += 1
+                self._dead_letter(redis_message_id, data, fields, problem)
+        return found
+
+    def _screen(self, data: bytes) -> tuple[str | None, dict[str, Any] | None]:
+        """What is wrong with raw ``data`` (None: nothing), and its fields when it is a JSON
+        object. Read from the raw JSON: decoding a ``Message`` converts some wrong shapes."""
+        try:
+            fields = json.loads(data.decode("utf-8"))
+        except Exception as error:
+            return decode_problem(_innermost(error)), None
+        if not isinstance(fields, dict):
+            return fields_problem(fields), None
+        problem = fields_problem(fields)
+        if problem is None:
+            problem = self._fields_problem(
+                fields["queue_name"],
+                fields["actor_name"],
+                fields.get("args", []),
+                fields.get("kwargs", {}),
+                fields.get("options", {}),
+            )
+        return problem, fields
+
+    def _dead_letter(
+        self, redis_message_id: str, data: bytes, fields: dict[str, Any] | None, problem: str
+    ) -> None:
+        assert self.broker.dead_letters is not None
+        now = int(time.time() * 1000)
+        job_id = fields.get("message_id") if fields else None
+        actor = fields.get("actor_name") if fields else None
+        runnable = fields is not None and fields_problem(fields) is None
+        record = DeadLetterRecord.create(
+            job_id=job_id if isinstance(job_id, str) and job_id else f"raw-{redis_message_id}",
+            queue=self.queue_name,
+            actor=actor if isinstance(actor, str) else "",
+            category="invalid_payload",
+            rule=None,
+            reason=f"invalid_payload: the broker message {problem}",
+            error_type=type_name(MalformedMessage("")),
+            error_message=f"the broker message {problem}",
+            first_failure_at=now,
+            last_failure_at=now,
+            dead_at=now,
+            worker_host=socket.gethostname(),
+            worker_pid=os.getpid(),
+            payload=fields if runnable and fields is not None else {"raw": raw_excerpt(data)},
+        )
+        ack = AckTarget.for_delivery(
+            broker_id=self.broker.broker_id,
+            queue=self.queue_name,
+            redis_message_id=redis_message_id,
+        )
+        try:
+            written = self.broker.dead_letters.add(record, ack=ack)
+        except redis.RedisError:
+            logger.warning("queue %s: could not dead-letter a malformed message; will retry",
+                           self.queue_name, exc_info=True)  # fmt: skip
+            return
+        if written:
+            logger.error("queue %s: malformed message %s dead-lettered as invalid_payload: %s",
+                         self.queue_name, record.job_id, problem)  # fmt: skip
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The root of ``error``'s chain of causes (Dramatiq wraps decode errors twice)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
