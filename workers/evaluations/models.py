@@ -12,7 +12,15 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 RULE_METRICS = (
     "exact_match",
@@ -56,21 +64,21 @@ class RegularExpressionConfig(_Strict):
 
 
 class SchemaValidationConfig(_Strict):
-    """Passes when ``actual_output`` is JSON that conforms to ``json_schema``."""
+    """Passes when ``actual_output`` is JSON that conforms to ``json_schema`` (Draft 2020-12,
+    ``$ref`` within the schema only; ``format`` is checked only with ``check_formats``)."""
 
+    # Declared first: the schema's check below depends on it.
+    check_formats: bool = False
     json_schema: dict[str, Any] = Field(alias="schema")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("json_schema")
     @classmethod
-    def _schema_is_supported(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _schema_is_usable(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         from workers.evaluations.json_schema import check_schema
 
-        try:
-            check_schema(value)
-        except ValueError as error:
-            raise ValueError(str(error)) from None
+        check_schema(value, check_formats=bool(info.data.get("check_formats")))
         return value
 
 

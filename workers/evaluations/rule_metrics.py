@@ -122,33 +122,7 @@ def schema_validation(
     The output must be strict JSON: ``NaN`` and ``Infinity`` are refused, and nothing around the
     document (such as a Markdown code fence) is removed.
     """
-    violations: list[str] = []
-    try:
-        document = json.loads(request.target.actual_output, parse_constant=_refuse_constant)
-    except ValueError as error:
-        reason = f"output is not valid JSON: {error}"
-        return _schema_result(request, reason=reason, valid_json=False, violations=violations)
-    except RecursionError:
-        reason = "output is not valid JSON: nested too deeply to parse"
-        return _schema_result(request, reason=reason, valid_json=False, violations=violations)
-    try:
-        violations = json_schema.validate(document, config.json_schema)
-    except RecursionError:
-        reason = "output is nested too deeply to validate against the schema"
-        return _schema_result(request, reason=reason, valid_json=True, violations=[reason])
-    if not violations:
-        reason = "output is valid JSON and conforms to the schema"
-    else:
-        listed = "; ".join(violations[:REASON_VIOLATIONS])
-        more = len(violations) - REASON_VIOLATIONS
-        reason = f"output violates the schema in {_plural(len(violations), 'place')}: {listed}"
-        reason += f"; and {more} more" if more > 0 else ""
-    return _schema_result(request, reason=reason, valid_json=True, violations=violations)
-
-
-def _schema_result(
-    request: EvaluationRequest, *, reason: str, valid_json: bool, violations: list[str]
-) -> EvaluationResult:
+    reason, valid_json, violations = _check_document(request.target.actual_output, config)
     passed = valid_json and not violations
     return _result(
         request,
@@ -158,8 +132,35 @@ def _schema_result(
         reason=reason,
         valid_json=valid_json,
         violation_count=len(violations),
-        violations=violations[:METADATA_VIOLATIONS],
+        check_formats=config.check_formats,
+        violations=[str(v) for v in violations[:METADATA_VIOLATIONS]],
+        violation_paths=[v.path for v in violations[:METADATA_VIOLATIONS]],
     )
+
+
+def _check_document(
+    output: str, config: SchemaValidationConfig
+) -> tuple[str, bool, list[json_schema.Violation]]:
+    """(reason, whether the output is JSON, the schema's violations) for one output."""
+    try:
+        document = json.loads(output, parse_constant=_refuse_constant)
+    except ValueError as error:
+        return f"output is not valid JSON: {error}", False, []
+    except RecursionError:
+        return "output is not valid JSON: nested too deeply to parse", False, []
+    try:
+        violations = json_schema.validate(
+            document, config.json_schema, check_formats=config.check_formats
+        )
+    except RecursionError:
+        reason = "output is nested too deeply to validate against the schema"
+        return reason, True, [json_schema.Violation("$", reason)]
+    if not violations:
+        return "output is valid JSON and conforms to the schema", True, []
+    listed = "; ".join(str(v) for v in violations[:REASON_VIOLATIONS])
+    more = len(violations) - REASON_VIOLATIONS
+    reason = f"output violates the schema in {_plural(len(violations), 'place')}: {listed}"
+    return reason + (f"; and {more} more" if more > 0 else ""), True, violations
 
 
 def length_count(request: EvaluationRequest, config: LengthCountConfig) -> EvaluationResult:

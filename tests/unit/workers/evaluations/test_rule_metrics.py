@@ -276,22 +276,23 @@ def test_schema_validation_reports_nested_violations_with_their_paths() -> None:
     output = json.dumps({"answer": "Paris", "confidence": 90, "sources": [{"url": "a"}, {}]})
     result = score("schema_validation", output, schema=ANSWER_SCHEMA)
     assert not result.has_passed
-    assert result.metadata["violations"] == ['$.sources[1]: missing required property "url"']
-    assert '$.sources[1]: missing required property "url"' in result.reason
+    assert result.metadata["violations"] == ["$.sources[1]: 'url' is a required property"]
+    assert result.metadata["violation_paths"] == ["$.sources[1]"]
+    assert "$.sources[1]: 'url' is a required property" in result.reason
 
 
 def test_schema_validation_treats_a_boolean_as_not_an_integer() -> None:
     result = score("schema_validation", '{"answer": "x", "confidence": true}', schema=ANSWER_SCHEMA)
     assert not result.has_passed
-    assert "$.confidence: expected integer, got boolean" in result.reason
+    assert "$.confidence: True is not of type 'integer'" in result.reason
 
 
 def test_schema_validation_lists_the_first_three_violations_and_counts_the_rest() -> None:
     schema = {"type": "array", "items": {"type": "string"}}
     result = score("schema_validation", "[1, 2, 3, 4, 5]", schema=schema)
     assert result.reason == (
-        "output violates the schema in 5 places: $[0]: expected string, got integer; "
-        "$[1]: expected string, got integer; $[2]: expected string, got integer; and 2 more"
+        "output violates the schema in 5 places: $[0]: 1 is not of type 'string'; "
+        "$[1]: 2 is not of type 'string'; $[2]: 3 is not of type 'string'; and 2 more"
     )
     assert result.metadata["violation_count"] == 5
     assert len(result.metadata["violations"]) == 5
@@ -310,19 +311,39 @@ def test_schema_validation_survives_output_nested_too_deeply() -> None:
     assert "nested too deeply" in result.reason
 
 
-def test_an_unsupported_schema_keyword_is_rejected_at_validation_time() -> None:
-    schema = {"properties": {"x": {"patternProperties": {}}}}
+def test_a_malformed_schema_is_rejected_at_validation_time_with_its_path() -> None:
+    schema = {"properties": {"age": {"minimum": "eighteen"}}}
     with pytest.raises(ValidationError) as caught:
         make_request("schema_validation", "{}", schema=schema)
     message = str(caught.value)
-    assert "evaluation.config.schema" in message
-    assert "unsupported keyword 'patternProperties' at properties.x" in message
+    where = "evaluation.config.schema: $.properties.age.minimum"
+    assert f"{where}: 'eighteen' is not of type" in message
 
 
-def test_a_malformed_schema_is_rejected_at_validation_time_with_its_path() -> None:
-    schema = {"properties": {"age": {"minimum": "eighteen"}}}
-    with pytest.raises(ValidationError, match=r"properties\.age\.minimum: must be a number"):
+def test_a_dangling_reference_is_rejected_at_validation_time() -> None:
+    schema = {"properties": {"item": {"$ref": "#/$defs/missing"}}}
+    with pytest.raises(ValidationError, match=r"\$\.properties\.item\.\$ref: cannot resolve"):
         make_request("schema_validation", "{}", schema=schema)
+
+
+def test_schema_validation_follows_refs_into_defs() -> None:
+    schema = {
+        "$defs": {"source": {"type": "object", "required": ["url"]}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/source"},
+    }
+    assert score("schema_validation", '[{"url": "a"}]', schema=schema).has_passed
+    failed = score("schema_validation", '[{"url": "a"}, {"title": "b"}]', schema=schema)
+    assert failed.metadata["violations"] == ["$[1]: 'url' is a required property"]
+
+
+def test_formats_are_checked_only_when_asked_for() -> None:
+    schema = {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}}}
+    output = '{"id": "not-a-uuid"}'
+    assert score("schema_validation", output, schema=schema).has_passed
+    checked = score("schema_validation", output, schema=schema, check_formats=True)
+    assert not checked.has_passed
+    assert checked.metadata["violations"] == ["$.id: 'not-a-uuid' is not a 'uuid'"]
 
 
 def test_schema_validation_requires_a_schema() -> None:
