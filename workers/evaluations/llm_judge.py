@@ -31,12 +31,8 @@ from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config.settings import Settings
-from workers.evaluations.models import (
-    BinaryConfig,
-    EvaluationRequest,
-    EvaluationResult,
-    RatingConfig,
-)
+from workers.evaluations.configs import BinaryConfig, RatingConfig
+from workers.evaluations.models import EvaluationRequest, EvaluationResult
 
 #: The header that attributes a provider request to one (evaluation, target) pair.
 TARGET_HEADER = "X-Evalq-Target"
