@@ -4,6 +4,7 @@ error policy deciding what a 429 and an unknown model on the embeddings endpoint
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import redis
 import workers
 from config.settings import Settings
 from middleware.dead_letters import DeadLetters
+from middleware.errors import Throttled
 from middleware.history import History
 from tests.support.policy import write_test_policy
 from tests.support.pools import WorkerPools
@@ -156,6 +158,53 @@ def test_an_unknown_embedding_model_raises_not_found_with_model_not_found(
 
     assert (raised.value.status_code, raised.value.code) == (404, "model_not_found")
     assert provider.count(target_of(request)) == 1
+
+
+def test_an_embeddings_request_hanging_past_the_client_timeout_is_a_timeout_after_one_request(
+    provider: SimulatedProvider,
+) -> None:
+    request = semantic()
+    provider.script(target_of(request), [Reply.hang(10)])
+    settings = Settings(
+        provider_base_url=provider.base_url, provider_api_key="sk-test", provider_timeout_s=0.5
+    )
+    sdk = make_client(settings)
+
+    with pytest.raises(openai.APITimeoutError):
+        evaluate(EvaluationRequest.model_validate(request), llm_client=lambda: sdk)
+
+    assert provider.count(target_of(request)) == 1
+
+
+def test_the_embeddings_request_is_made_inside_the_providers_rate_limit_slot(
+    provider: SimulatedProvider,
+) -> None:
+    request = semantic(provider="embed-prov")
+    entered: list[tuple[str | None, int]] = []
+
+    @contextlib.contextmanager
+    def slot(name: str | None) -> Iterator[None]:
+        entered.append((name, provider.count()))
+        yield
+        entered.append((name, provider.count()))
+
+    sdk = make_client(Settings(provider_base_url=provider.base_url, provider_api_key="k"))
+    evaluate(EvaluationRequest.model_validate(request), llm_client=lambda: sdk, slot=slot)
+
+    assert entered == [("embed-prov", 0), ("embed-prov", 1)]  # held around the one request
+
+
+def test_a_full_rate_limit_slot_throttles_before_any_embeddings_request(
+    provider: SimulatedProvider,
+) -> None:
+    def full(name: str | None) -> contextlib.AbstractContextManager[None]:
+        raise Throttled("embed-prov:max_concurrency=1", retry_after_s=0.2)
+
+    sdk = make_client(Settings(provider_base_url=provider.base_url, provider_api_key="k"))
+    with pytest.raises(Throttled):
+        evaluate(EvaluationRequest.model_validate(semantic()), llm_client=lambda: sdk, slot=full)
+
+    assert provider.count() == 0
 
 
 def test_an_empty_output_scores_zero_without_a_provider_request(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from pydantic import ValidationError
 from workers.evaluations.configs import CustomJudgeConfig
 from workers.evaluations.llm_judge import build_messages, verdict_schema
 from workers.evaluations.models import EvaluationRequest
+from workers.requests_file import read_requests
 
 SCHEMA = {
     "type": "object",
@@ -106,3 +109,40 @@ def test_a_custom_prompt_is_rendered_with_the_targets_fields_and_braces_kept() -
 def test_a_custom_judges_tool_parameters_are_the_users_schema() -> None:
     built = request("custom", custom(output_mode="tools"))
     assert verdict_schema(built.evaluation.parsed_config()) == SCHEMA
+
+
+def test_submit_reports_each_bad_new_metric_line_by_number_and_field(tmp_path: Path) -> None:
+    def line(metric: str, type_: str, config: dict[str, Any], **target: Any) -> str:
+        evaluation = {"uuid": str(uuid.uuid4()), "name": "n", "type": type_, "metric": metric}
+        target = {"uuid": str(uuid.uuid4()), "actual_output": "42", **target}
+        return json.dumps({"evaluation": {**evaluation, "config": config}, "target": target})
+
+    path = tmp_path / "requests.jsonl"
+    lines = [
+        line(
+            "lexical_overlap",
+            "rule",
+            {"algorithm": "rouge", "method": "jaccard"},
+            expected_output="x",
+        ),
+        line("numeric_similarity", "rule", {"tolerance": -1}, expected_output="42"),
+        line("schema_validation", "rule", {"schema": {"$ref": "https://example.com/s.json"}}),
+        line("semantic_similarity", "llm", {"model": ""}, expected_output="x"),
+        line("custom", "llm", custom(prompt="{{actual_output}} {{nope}}")),
+        line("numeric_similarity", "rule", {}, expected_output="42"),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+    requests, errors = read_requests(path)
+
+    assert [number for number, _ in requests] == [6]
+    assert [str(error) for error in errors] == [
+        f"{path}:1: evaluation.config.method: ROUGE has precision, recall and f1, not jaccard",
+        f"{path}:2: evaluation.config.tolerance: Input should be greater than or equal to 0",
+        f"{path}:3: evaluation.config.schema: $.$ref: cannot resolve 'https://example.com/s.json':"
+        " references must point inside the schema (for example '#/$defs/item'); remote"
+        " references are not fetched",
+        f"{path}:4: evaluation.config.model: String should have at least 1 character",
+        f"{path}:5: evaluation.config.prompt: unknown placeholder {{{{nope}}}}; the prompt may use"
+        " {{input}}, {{actual_output}}, {{expected_output}}",
+    ]
