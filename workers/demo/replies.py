@@ -406,7 +406,7 @@ def _verdict(reply: Reply, request: ChatRequest) -> dict[str, Any]:
     key = request.target or ""
     passed = reply.passed if reply.passed is not None else _unit("verdict", key) < 0.8
     if request.metric == "schema":
-        return _instance(request.schema or {}, passed, key)
+        return _mapping(_instance(request.schema or {}, passed, key))
     if request.metric == "comparison":
         score = _share(passed, _unit("score", key), 0.0, 1.0)
         return {"score": round(score, 3), "reason": reply.reason or f"Matches to {score:.0%}."}

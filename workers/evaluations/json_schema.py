@@ -32,6 +32,7 @@ import referencing.exceptions
 import referencing.jsonschema
 from jsonschema.protocols import Validator
 from jsonschema_specifications import REGISTRY as META_SCHEMAS
+from referencing._core import Resolver  # the type resolver_with_root() returns; not re-exported
 
 #: The draft a schema without ``$schema`` is read as.
 DEFAULT_DRAFT = jsonschema.Draft202012Validator
@@ -63,7 +64,7 @@ class Violation:
 
 
 def _refuse_retrieval(uri: str) -> referencing.Resource[Any]:
-    raise referencing.exceptions.NoSuchResource(ref=uri)
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 def check_schema(schema: dict[str, Any], *, check_formats: bool = False) -> None:
@@ -126,7 +127,7 @@ def _checked(canonical: str, check_formats: bool) -> Validator:
 
 
 def _check_references_and_formats(
-    schema: dict[str, Any], resolver: referencing.Resolver[Any], check_formats: bool
+    schema: dict[str, Any], resolver: Resolver[Any], check_formats: bool
 ) -> None:
     for path, subschema, here in _subschemas(schema, [], resolver):
         for keyword in ("$ref", "$dynamicRef"):
@@ -152,8 +153,8 @@ def _check_references_and_formats(
 
 
 def _subschemas(
-    node: Any, path: list[str | int], resolver: referencing.Resolver[Any], *, names: bool = False
-) -> Iterator[tuple[list[str | int], dict[str, Any], referencing.Resolver[Any]]]:
+    node: Any, path: list[str | int], resolver: Resolver[Any], *, names: bool = False
+) -> Iterator[tuple[list[str | int], dict[str, Any], Resolver[Any]]]:
     """Every schema object inside ``node`` with its path and the resolver in force there (an
     ``$id`` changes the base that relative references resolve against)."""
     if isinstance(node, list):

@@ -360,7 +360,11 @@ def validate_verdict(raw: str, config: JudgeConfig, *, hint: str = "") -> Verdic
     return verdict
 
 
-_METRIC_OF = {BinaryVerdict: "binary", RatingVerdict: "rating", ComparisonVerdict: "comparison"}
+_METRIC_OF: dict[type[BaseModel], str] = {
+    BinaryVerdict: "binary",
+    RatingVerdict: "rating",
+    ComparisonVerdict: "comparison",
+}
 
 
 def _scored(config: JudgeConfig, verdict: Verdict) -> tuple[float, float, bool]:
