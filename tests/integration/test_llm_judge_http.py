@@ -308,7 +308,7 @@ def test_the_provider_reports_the_peak_of_concurrent_requests(
 
 def test_unknown_paths_get_a_404_in_openai_error_shape(provider: SimulatedProvider) -> None:
     with pytest.raises(urllib.error.HTTPError) as raised:
-        urllib.request.urlopen(provider.base_url + "/embeddings", data=b"{}", timeout=2)
+        urllib.request.urlopen(provider.base_url + "/audio/speech", data=b"{}", timeout=2)
 
     assert raised.value.code == 404
     body = json.loads(raised.value.read())

@@ -98,10 +98,11 @@ def _citations_regex() -> list[dict[str, Any]]:
 
 def _tickets_schema() -> list[dict[str, Any]]:
     schema = {
+        "$defs": {"priority": {"enum": ["low", "medium", "high"]}},
         "type": "object",
         "required": ["priority", "team", "summary"],
         "properties": {
-            "priority": {"enum": ["low", "medium", "high"]},
+            "priority": {"$ref": "#/$defs/priority"},
             "team": {"type": "string", "minLength": 2},
             "summary": {"type": "string", "maxLength": 80},
         },
@@ -181,6 +182,196 @@ def _overlap() -> list[dict[str, Any]]:
             },
         )
         for n in range(30)
+    ]
+
+
+def _summary_rouge() -> list[dict[str, Any]]:
+    # Each variant of lexical_overlap on the same paraphrases: ROUGE-2, ROUGE-L, edit distance.
+    reference = "the board approved the budget for next year on tuesday"
+    variants = [
+        reference,
+        "on tuesday the board approved the budget for next year",
+        "the board rejected the budget for next year on tuesday",
+        "the budget was approved",
+    ]
+    configs = [
+        ("summary-rouge2", {"algorithm": "rouge", "n": 2, "threshold": 0.5}),
+        ("summary-rougeL", {"algorithm": "rouge", "variant": "rouge-l", "method": "recall"}),
+        ("summary-levenshtein", {"algorithm": "levenshtein", "threshold": 0.8}),
+    ]
+    rows = []
+    for name, config in configs:
+        evaluation = {
+            "uuid": _id(name),
+            "name": name,
+            "type": "rule",
+            "metric": "lexical_overlap",
+            "config": config,
+        }
+        rows += [
+            _request(
+                evaluation,
+                n,
+                {
+                    "input": "Summarise the meeting.",
+                    "actual_output": variants[n % len(variants)],
+                    "expected_output": reference,
+                },
+            )
+            for n in range(8)
+        ]
+    return rows
+
+
+def _citation_substring() -> list[dict[str, Any]]:
+    evaluation = {
+        "uuid": _id("quote"),
+        "name": "answer-quotes-the-source",
+        "type": "rule",
+        "metric": "lexical_overlap",
+        "config": {"algorithm": "substring", "threshold": 0.9},
+    }
+    quote = "Revenue grew 4% in the third quarter"
+    outputs = [
+        f'The report says: "{quote}."',
+        "The report says revenue grew 4 percent in the third quarter.",
+        "The report does not mention revenue.",
+    ]
+    return [
+        _request(
+            evaluation,
+            n,
+            {
+                "input": "Quote the revenue sentence.",
+                "actual_output": outputs[n % 3],
+                "expected_output": quote,
+            },
+        )
+        for n in range(9)
+    ]
+
+
+def _arithmetic_numeric() -> list[dict[str, Any]]:
+    evaluation = {
+        "uuid": _id("arithmetic"),
+        "name": "word-problem-answer",
+        "type": "rule",
+        "metric": "numeric_similarity",
+        "config": {"pattern": r"(?i)answer:\s*(\S+)", "tolerance": 0.01},
+    }
+    rows = []
+    for n in range(12):
+        expected = 1250 + 125 * n
+        given = expected if n % 4 else round(expected * 1.1)
+        output = (
+            f"Step 1: 25 boxes. Step 2: {given // 25} each. Answer: {given:,}"
+            if n % 6
+            else "I cannot tell."
+        )
+        rows.append(
+            _request(
+                evaluation,
+                n,
+                {
+                    "input": f"How many items in total? (problem {n})",
+                    "actual_output": output,
+                    "expected_output": str(expected),
+                },
+            )
+        )
+    return rows
+
+
+def _faq_semantic() -> list[dict[str, Any]]:
+    evaluation = {
+        "uuid": _id("faq-semantic"),
+        "name": "faq-answer-similarity",
+        "type": "llm",
+        "metric": "semantic_similarity",
+        "config": {"model": "sim-embed", "threshold": 0.5},
+    }
+    expected = "You can return an item within 30 days for a full refund."
+    outputs = [
+        "Items can be returned within 30 days for a full refund.",
+        "Return any item within 30 days and get a full refund.",
+        "Our store opens at nine in the morning.",
+    ]
+    return [
+        _request(
+            evaluation,
+            n,
+            {
+                "input": "What is the return policy?",
+                "actual_output": outputs[n % 3],
+                "expected_output": expected,
+            },
+        )
+        for n in range(12)
+    ]
+
+
+def _translation_comparison() -> list[dict[str, Any]]:
+    evaluation = {
+        "uuid": _id("translation"),
+        "name": "translation-matches-reference",
+        "type": "llm",
+        "metric": "comparison",
+        "config": {"model": "judge-small", "output_mode": "json", "threshold": 0.6},
+    }
+    return [
+        _request(
+            evaluation,
+            n,
+            {
+                "input": f"Translate to English: Der Zug fährt um {n + 8} Uhr ab.",
+                "actual_output": f"The train leaves at {n + 8} o'clock.",
+                "expected_output": f"The train departs at {n + 8}:00.",
+            },
+        )
+        for n in range(10)
+    ]
+
+
+def _grounding_custom() -> list[dict[str, Any]]:
+    evaluation = {
+        "uuid": _id("grounding"),
+        "name": "answer-grounded-in-context",
+        "type": "llm",
+        "metric": "custom",
+        "config": {
+            "model": "judge-small",
+            "output_mode": "tools",
+            "prompt": (
+                "Context and question:\n{{input}}\n\nAnswer:\n{{actual_output}}\n\n"
+                "Grade from 0 to 10 how well every claim in the answer is supported by the "
+                "context, and say whether any claim contradicts it."
+            ),
+            "schema": {
+                "type": "object",
+                "$defs": {"grade": {"type": "integer", "minimum": 0, "maximum": 10}},
+                "properties": {
+                    "grade": {"$ref": "#/$defs/grade"},
+                    "contradiction": {"type": "boolean"},
+                    "reason": {"type": "string"},
+                },
+                "required": ["grade", "contradiction", "reason"],
+                "additionalProperties": False,
+            },
+            "score_field": "grade",
+            "max_score": 10,
+            "threshold": 6,
+        },
+    }
+    return [
+        _request(
+            evaluation,
+            n,
+            {
+                "input": f"Context: the museum opens at {9 + n % 3} am. When does it open?",
+                "actual_output": f"It opens at {9 + n % 2} am.",
+            },
+        )
+        for n in range(8)
     ]
 
 
@@ -271,7 +462,13 @@ def build_dataset() -> list[dict[str, Any]]:
         *_tickets_schema(),
         *_summary_length(),
         *_overlap(),
+        *_summary_rouge(),
+        *_citation_substring(),
+        *_arithmetic_numeric(),
         *_helpfulness_binary(),
+        *_faq_semantic(),
+        *_translation_comparison(),
+        *_grounding_custom(),
         *_tone_rating(),
         *_legacy_model_tools(),
     ]

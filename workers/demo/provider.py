@@ -1,6 +1,7 @@
 """A simulated OpenAI-compatible provider on 127.0.0.1: the demo's judge and the tests' witness.
 
-``SimulatedProvider`` serves ``POST /v1/chat/completions`` (and ``GET /v1/models``) from a
+``SimulatedProvider`` serves ``POST /v1/chat/completions``, ``POST /v1/embeddings`` (and
+``GET /v1/models``) from a
 background thread, records every request it receives (never an API key) and answers according
 to a behaviour, overridden per target by scripts::
 
@@ -38,6 +39,9 @@ from workers.demo.replies import (
     chat_request,
     demo_behaviour,
     demo_fault,
+    embeddings_body,
+    embeddings_inputs,
+    embeddings_request,
     error_body,
     ok_behaviour,
     response_body,
@@ -46,6 +50,7 @@ from workers.demo.replies import (
 __all__ = [
     "CHAT_PATH",
     "DEFAULT_SCALE",
+    "EMBEDDINGS_PATH",
     "MODELS",
     "TARGET_HEADER",
     "Behaviour",
@@ -61,7 +66,8 @@ __all__ = [
 
 TARGET_HEADER = "X-Evalq-Target"
 CHAT_PATH = "/v1/chat/completions"
-MODELS = ("sim-judge", "legacy-judge")
+EMBEDDINGS_PATH = "/v1/embeddings"
+MODELS = ("sim-judge", "legacy-judge", "sim-embed")
 
 
 @dataclass(frozen=True)
@@ -191,13 +197,15 @@ class SimulatedProvider:
 
     # --- used by the handler ------------------------------------------------------------------
 
-    def _begin(self, record: Record, chat: bool) -> tuple[int, int]:
+    def _begin(self, record: Record, counted: bool) -> tuple[int, int]:
+        """Record a request; ``counted`` ones (chat and embeddings) advance their target's
+        script, whichever endpoint they call."""
         with self._lock:
             self._records[record.id] = record
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
-            n = self._seen[record.target] if chat else 0
-            if chat:
+            n = self._seen[record.target] if counted else 0
+            if counted:
                 self._seen[record.target] += 1
             return record.id, n
 
@@ -253,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         provider = self.server.provider
         path = self.path.split("?", 1)[0].rstrip("/")
-        chat = self.command == "POST" and path == CHAT_PATH
+        chat = self.command == "POST" and path in (CHAT_PATH, EMBEDDINGS_PATH)
         body = self._read_json() if chat else None
         record = Record(
             id=next(provider._ids),
@@ -295,6 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, "models", _models_list(), {}
         if not chat:
             return 404, "not_found", error_body(f"Unknown request URL: {self.command} {path}"), {}
+        if path == EMBEDDINGS_PATH:
+            return self._answer_embeddings(provider, body, target, n)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return (
                 400,
@@ -307,6 +317,21 @@ class _Handler(BaseHTTPRequestHandler):
         if provider._wait(reply.delay_s):
             return None
         return reply.status, reply.kind, response_body(reply, request, body), reply.headers
+
+    def _answer_embeddings(
+        self, provider: SimulatedProvider, body: Any, target: str | None, n: int
+    ) -> tuple[int, str, dict[str, Any], Mapping[str, str]] | None:
+        texts = embeddings_inputs(body)
+        if texts is None:
+            message = "'input' must be a non-empty string or a non-empty array of strings."
+            return 400, "bad_request", error_body(message, param="input"), {}
+        reply = provider._decide(embeddings_request(body, target, n))
+        if provider._wait(reply.delay_s):
+            return None
+        if reply.kind == "error":
+            answer = error_body(reply.message or "", reply.type, reply.code, reply.param)
+            return reply.status, reply.kind, answer, reply.headers
+        return 200, "embeddings", embeddings_body(body, texts), reply.headers
 
     def _read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)

@@ -9,6 +9,10 @@ in the offered tool's parameters (its scale from ``minimum``/``maximum``), or, w
 ``binary``. Unless a reply fixes it, the verdict is decided by a stable hash of the target: about
 80% pass.
 
+Embeddings requests (``endpoint="embeddings"``) go through the same scripts and behaviours; an
+``ok`` reply answers every input with :func:`embedding`, a deterministic bag-of-words vector
+(texts that share words point the same way), as floats or base64 as the request asks.
+
 The demo behaviour (``demo_behaviour``) is deterministic per target, the same on every run
 (SHA-256 of the target, no randomness):
 
@@ -22,10 +26,12 @@ The demo behaviour (``demo_behaviour``) is deterministic per target, the same on
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
 import re
+import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -102,6 +108,15 @@ class Reply:
         return cls.ok().delayed(seconds)
 
     @classmethod
+    def model_not_found(cls, model: str = "unknown-model") -> Reply:
+        """404 ``model_not_found``, as OpenAI answers a model that does not exist."""
+        return cls.error(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+
+    @classmethod
     def tools_not_supported(cls) -> Reply:
         return cls.error(400, "tools is not supported in this model", param="tools")
 
@@ -157,9 +172,11 @@ class ChatRequest:
     model: str | None
     tools_offered: bool
     n: int  # how many requests for this target came before this one
-    metric: Literal["binary", "rating"] = "binary"
+    metric: Literal["binary", "rating", "comparison", "schema"] = "binary"
     scale: tuple[int, int] = DEFAULT_SCALE
     tool_name: str | None = None
+    endpoint: Literal["chat", "embeddings"] = "chat"
+    schema: dict[str, Any] | None = None  # the verdict's JSON schema, for metric "schema"
 
 
 Behaviour = Callable[[ChatRequest], Reply]
@@ -211,18 +228,26 @@ def chat_request(body: dict[str, Any], target: str | None, n: int) -> ChatReques
     function = _mapping(tool.get("function")) if tool else {}
     system = _system_text(body.get("messages") or [])
 
-    rating = _mapping(_mapping(function.get("parameters")).get("properties")).get("rating")
+    parameters = _mapping(function.get("parameters"))
+    rating = _mapping(parameters.get("properties")).get("rating")
+    schema: dict[str, Any] | None = None
+    metric: Literal["binary", "rating", "comparison", "schema"] = "binary"
+    scale = DEFAULT_SCALE
     if isinstance(rating, dict):
         low, high = rating.get("minimum"), rating.get("maximum")
         if isinstance(low, int) and isinstance(high, int) and low < high:
             scale = (low, high)
         else:
             scale = _scale_from_text(system)
-        metric: Literal["binary", "rating"] = "rating"
+        metric = "rating"
+    elif tools and set(_mapping(parameters.get("properties"))) != {"passed", "reason"}:
+        metric, schema = "schema", parameters
     elif not tools and '"rating"' in system:
         metric, scale = "rating", _scale_from_text(system)
-    else:
-        metric, scale = "binary", DEFAULT_SCALE
+    elif not tools and SCHEMA_MARKER in system:
+        metric, schema = "schema", _schema_from_text(system)
+    elif not tools and '"score": <number' in system:
+        metric = "comparison"
     return ChatRequest(
         target=target,
         model=body.get("model") if isinstance(body.get("model"), str) else None,
@@ -231,7 +256,20 @@ def chat_request(body: dict[str, Any], target: str | None, n: int) -> ChatReques
         metric=metric,
         scale=scale,
         tool_name=function.get("name") if tools else None,
+        schema=schema,
     )
+
+
+#: What precedes the verdict's JSON schema in a custom judge's system prompt (json mode).
+SCHEMA_MARKER = "conforming to this JSON schema:"
+
+
+def _schema_from_text(text: str) -> dict[str, Any]:
+    try:
+        found = json.loads(text.split(SCHEMA_MARKER, 1)[1].strip().splitlines()[0])
+    except (IndexError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _chosen_tool(tools: list[dict[str, Any]], choice: Any) -> dict[str, Any] | None:
@@ -267,7 +305,67 @@ def _scale_from_text(text: str) -> tuple[int, int]:
     return DEFAULT_SCALE
 
 
+def embeddings_request(body: dict[str, Any], target: str | None, n: int) -> ChatRequest:
+    """What a behaviour sees of an embeddings ``body``."""
+    model = body.get("model")
+    return ChatRequest(
+        target=target,
+        model=model if isinstance(model, str) else None,
+        tools_offered=False,
+        n=n,
+        endpoint="embeddings",
+    )
+
+
+def embeddings_inputs(body: Any) -> list[str] | None:
+    """The texts of an embeddings body (``input``: a string or a list of strings), or None."""
+    if not isinstance(body, dict):
+        return None
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        return None
+    return texts
+
+
 # --- writing replies -------------------------------------------------------------------------
+
+#: Dimensions of a simulated embedding when the request does not ask for a number.
+EMBEDDING_DIMENSIONS = 64
+
+
+def embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector for ``text``: each lower-cased word adds +-1 to a dimension
+    chosen by its hash (feature hashing), so texts that share words have a high cosine."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"[^\W_]+", text.casefold()):
+        digest = hashlib.sha256(word.encode()).digest()
+        index = int.from_bytes(digest[:4], "big") % dimensions
+        vector[index] += 1.0 if digest[4] % 2 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0:  # no words: a fixed direction, never the zero vector
+        return [1.0] + [0.0] * (dimensions - 1)
+    return [x / norm for x in vector]
+
+
+def embeddings_body(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+    """An OpenAI embeddings response for ``texts``, as floats or base64 (``encoding_format``)."""
+    size = body.get("dimensions")
+    size = size if isinstance(size, int) and 0 < size <= 4096 else EMBEDDING_DIMENSIONS
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for index, text in enumerate(texts):
+        vector: Any = embedding(text, size)
+        if as_base64:
+            vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(text.split()) + 1 for text in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model") or "sim-embed",
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def response_body(reply: Reply, request: ChatRequest, body: dict[str, Any]) -> dict[str, Any]:
@@ -307,6 +405,11 @@ def response_body(reply: Reply, request: ChatRequest, body: dict[str, Any]) -> d
 def _verdict(reply: Reply, request: ChatRequest) -> dict[str, Any]:
     key = request.target or ""
     passed = reply.passed if reply.passed is not None else _unit("verdict", key) < 0.8
+    if request.metric == "schema":
+        return _mapping(_instance(request.schema or {}, passed, key))
+    if request.metric == "comparison":
+        score = _share(passed, _unit("score", key), 0.0, 1.0)
+        return {"score": round(score, 3), "reason": reply.reason or f"Matches to {score:.0%}."}
     if request.metric == "rating":
         low, high = request.scale
         if reply.rating is not None:
@@ -319,6 +422,48 @@ def _verdict(reply: Reply, request: ChatRequest) -> dict[str, Any]:
         return {"rating": rating, "reason": reason}
     verdict = "meets" if passed else "does not meet"
     return {"passed": passed, "reason": reply.reason or f"The output {verdict} the criteria."}
+
+
+def _share(passed: bool, unit: float, low: float, high: float) -> float:
+    """A value in the upper 40% of low..high when passed, else in the lower 40%."""
+    return low + (0.6 + 0.4 * unit if passed else 0.4 * unit) * (high - low)
+
+
+def _instance(
+    schema: dict[str, Any], passed: bool, key: str, root: dict[str, Any] | None = None
+) -> Any:
+    """A value fitting a simple verdict schema: booleans say ``passed``, numbers lie high in
+    their range when passed and low otherwise, strings explain (enums take their first).
+    Local references (``#/$defs/...``) are followed."""
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#"):
+        target: Any = root
+        for part in filter(None, ref[1:].split("/")):
+            target = _mapping(target).get(part)
+        return _instance(_mapping(target), passed, key, root)
+    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        properties = _mapping(schema.get("properties"))
+        return {
+            name: _instance(_mapping(sub), passed, key, root) for name, sub in properties.items()
+        }
+    if kind == "boolean":
+        return passed
+    if kind in ("number", "integer"):
+        low = schema.get("minimum", 0 if kind == "number" else 1)
+        high = schema.get("maximum", 1 if kind == "number" else 5)
+        value = _share(passed, _unit("score", key), float(low), float(high))
+        return round(value) if kind == "integer" else round(value, 3)
+    if kind == "array":
+        return []
+    if kind == "null":
+        return None
+    return "The output meets the criteria." if passed else "The output misses the criteria."
 
 
 def error_body(

@@ -1,248 +1,189 @@
-"""A small JSON Schema validator for the subset that the ``schema_validation`` metric accepts.
+"""JSON Schema for evalq, on the ``jsonschema`` library: full Draft 2020-12, nothing fetched.
 
-Supported, with their JSON Schema (2020-12) meaning: ``type`` (string, number, integer, boolean,
-object, array, null, or a list of them; a boolean is not a number, ``3.0`` is an integer),
-``enum`` and ``const`` (JSON equality: ``1 == 1.0``, ``true != 1``), ``properties``, ``required``,
-``additionalProperties`` (boolean or schema), ``items`` (one schema for all items), ``minItems``,
-``maxItems``, ``uniqueItems``, ``minLength`` and ``maxLength`` (code points), ``pattern``
-(Python ``re.search``), ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``
-(numbers), ``anyOf``, ``oneOf``, ``allOf``, ``not``. Annotations (:data:`IGNORED_KEYWORDS`) are
-ignored. Any other keyword (``$ref``, ``format``, ...) is rejected by :func:`check_schema`, so
-that no schema passes because part of it was silently skipped.
+Two users: the ``schema_validation`` rule metric (does the output conform to the user's schema?)
+and the ``custom`` LLM judge (does the judge's verdict conform to the user's verdict schema?).
+
+- **Drafts.** A schema is read as Draft 2020-12 unless its ``$schema`` names another draft
+  ``jsonschema`` knows (2019-09, 7, 6, 4, 3).
+- **References.** ``$ref`` and ``$defs`` (and ``$id``/``$anchor``) resolve within the schema
+  itself and against the bundled meta-schemas. Remote references are refused: resolving one
+  would make a worker fetch a URL chosen by whoever submitted the request. Every ``$ref`` is
+  resolved once by :func:`check_schema`, so a dangling or remote one is a bad request line, not
+  a failed job.
+- **Formats** are annotations unless ``check_formats`` is on. With it on, a schema may only use
+  the formats this installation actually checks (:data:`CHECKED_FORMATS`), so that no output
+  passes because its format was silently skipped.
+
+Validators are cached by the schema's compact JSON: a batch of jobs sharing one evaluation
+builds its validator, and checks its schema, once per worker process.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import math
-import operator
-import re
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-SUPPORTED_KEYWORDS: frozenset[str] = frozenset({
-    "type", "enum", "const", "properties", "required", "additionalProperties", "items",
-    "minItems", "maxItems", "uniqueItems", "minLength", "maxLength", "pattern", "minimum",
-    "maximum", "exclusiveMinimum", "exclusiveMaximum", "anyOf", "oneOf", "allOf", "not",
-})  # fmt: skip
-#: Annotation keywords: accepted anywhere in a schema and otherwise ignored.
-IGNORED_KEYWORDS: frozenset[str] = frozenset(
-    {"title", "description", "$schema", "$id", "$comment", "examples", "default"}
+import jsonschema
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
+from jsonschema.protocols import Validator
+from jsonschema_specifications import REGISTRY as META_SCHEMAS
+from referencing._core import Resolver  # the type resolver_with_root() returns; not re-exported
+
+#: The draft a schema without ``$schema`` is read as.
+DEFAULT_DRAFT = jsonschema.Draft202012Validator
+
+#: Formats checked when ``check_formats`` is on (the library's checkers that need no extras).
+CHECKED_FORMATS: frozenset[str] = frozenset(DEFAULT_DRAFT.FORMAT_CHECKER.checkers)
+
+#: Keywords whose values are JSON data, not schemas: never searched for ``$ref`` or ``format``.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+#: Keywords whose object values map names to schemas (so a member named "enum" is a schema).
+_NAME_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 )
 
-_TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string",
-               dict: "object", list: "array", type(None): "null"}  # fmt: skip
-_PYTHON_TYPES = {name: python_type for python_type, name in _TYPE_NAMES.items()}
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-_Schema = dict[str, Any]
-_BOUND_CHECKS = (
-    ("minimum", operator.ge, "less than the minimum"),
-    ("maximum", operator.le, "greater than the maximum"),
-    ("exclusiveMinimum", operator.gt, "not greater than"),
-    ("exclusiveMaximum", operator.lt, "not less than"),
-)
+#: How many validators (distinct schemas) one process keeps.
+CACHE_SIZE = 256
 
 
-# --- JSON values ---------------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One way an instance fails its schema: where (a JSON path such as ``$.items[2].name``)
+    and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
 
 
-def _is_integer(value: Any) -> bool:
-    return _is_number(value) and (not isinstance(value, float) or value.is_integer())
+def _refuse_retrieval(uri: str) -> referencing.Resource[Any]:
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
-def _is_type(value: Any, name: str) -> bool:
-    if name in ("integer", "number"):
-        return _is_integer(value) if name == "integer" else _is_number(value)
-    return isinstance(value, _PYTHON_TYPES[name])
+def check_schema(schema: dict[str, Any], *, check_formats: bool = False) -> None:
+    """Raise ``ValueError`` naming where ``schema`` is malformed, refers outside itself, or (with
+    ``check_formats``) uses a format that would not be checked."""
+    _checked(_canonical(schema), check_formats)
 
 
-def _type_name(value: Any) -> str:
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
+def validate(
+    instance: Any, schema: dict[str, Any], *, check_formats: bool = False
+) -> list[Violation]:
+    """The violations of ``schema`` by ``instance``, in the library's order; empty when valid.
+
+    ``schema`` is checked first, as :func:`check_schema` does. A ``RecursionError`` (an instance
+    or a recursive schema nested past Python's stack) propagates for the caller to report.
+    """
+    validator = _checked(_canonical(schema), check_formats)
+    return [
+        Violation(error.json_path, _clip(error.message))
+        for error in validator.iter_errors(instance)
+    ]
 
 
-def _freeze(value: Any) -> Any:
-    """A hashable key under which two values are equal exactly when they are equal in JSON."""
-    if isinstance(value, dict):
-        return ("object", frozenset((key, _freeze(item)) for key, item in value.items()))
-    if isinstance(value, list):
-        return ("array", tuple(_freeze(item) for item in value))
-    # 1 and 1.0 hash and compare equal in Python, as they are equal in JSON; True is kept apart.
-    return ("number", value) if _is_number(value) else (_type_name(value), value)
+# --- internals ---------------------------------------------------------------------------------
 
 
-def _show(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=repr)
+def _canonical(schema: dict[str, Any]) -> str:
+    # Key order kept: it is the order violations are reported in.
+    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _checked(canonical: str, check_formats: bool) -> Validator:
+    """The validator of a checked schema, built once per distinct (schema, check_formats)."""
+    schema = json.loads(canonical)
+    if not isinstance(schema, dict):
+        raise ValueError("a schema must be a JSON object")
+    draft = jsonschema.validators.validator_for(schema, default=DEFAULT_DRAFT)
+    try:
+        draft.check_schema(schema)
+    except RecursionError:
+        raise ValueError("$: the schema is nested too deeply to check") from None
+    except jsonschema.SchemaError as error:
+        where = _schema_path(list(error.absolute_path))
+        raise ValueError(f"{where}: {_clip(error.message)}") from None
+    resource = referencing.Resource.from_contents(
+        schema, default_specification=referencing.jsonschema.DRAFT202012
+    )
+    # The meta-schemas ship with jsonschema; anything else outside the schema is refused.
+    registry: referencing.Registry[Any] = META_SCHEMAS.combine(
+        referencing.Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
+    )
+    try:
+        _check_references_and_formats(schema, registry.resolver_with_root(resource), check_formats)
+    except RecursionError:
+        raise ValueError("$: the schema is nested too deeply to check") from None
+    format_checker = draft.FORMAT_CHECKER if check_formats else None
+    validator: Validator = draft(schema, registry=registry, format_checker=format_checker)
+    return validator
+
+
+def _check_references_and_formats(
+    schema: dict[str, Any], resolver: Resolver[Any], check_formats: bool
+) -> None:
+    for path, subschema, here in _subschemas(schema, [], resolver):
+        for keyword in ("$ref", "$dynamicRef"):
+            ref = subschema.get(keyword)
+            if not isinstance(ref, str):
+                continue
+            try:
+                here.lookup(ref)
+            except referencing.exceptions.Unresolvable:
+                where = _schema_path([*path, keyword])
+                raise ValueError(
+                    f"{where}: cannot resolve {ref!r}: references must point inside the schema "
+                    "(for example '#/$defs/item'); remote references are not fetched"
+                ) from None
+        name = subschema.get("format")
+        if check_formats and isinstance(name, str) and name not in CHECKED_FORMATS:
+            where = _schema_path([*path, "format"])
+            raise ValueError(
+                f"{where}: format {name!r} is not checked by evalq (checked formats: "
+                f"{', '.join(sorted(CHECKED_FORMATS))}); remove it, or set check_formats to "
+                "false to treat every format as an annotation"
+            )
+
+
+def _subschemas(
+    node: Any, path: list[str | int], resolver: Resolver[Any], *, names: bool = False
+) -> Iterator[tuple[list[str | int], dict[str, Any], Resolver[Any]]]:
+    """Every schema object inside ``node`` with its path and the resolver in force there (an
+    ``$id`` changes the base that relative references resolve against)."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _subschemas(item, [*path, index], resolver)
+        return
+    if not isinstance(node, dict):
+        return
+    if names:  # a map of names to schemas: every member is a schema
+        for name, item in node.items():
+            yield from _subschemas(item, [*path, name], resolver)
+        return
+    if isinstance(node.get("$id"), str):
+        resolver = resolver.in_subresource(referencing.jsonschema.DRAFT202012.create_resource(node))
+    yield path, node, resolver
+    for keyword, value in node.items():
+        if keyword not in _DATA_KEYWORDS:
+            yield from _subschemas(value, [*path, keyword], resolver, names=keyword in _NAME_MAPS)
+
+
+def _schema_path(parts: list[str | int]) -> str:
+    """A place inside a schema, written as a JSON path: ``$.properties.age.type``."""
+    text = "$"
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _clip(text: str, limit: int = 200) -> str:
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     # A lone surrogate (JSON allows "\ud800") would make the message unstorable as UTF-8.
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _member(path: str, name: str) -> str:
-    plain = _IDENTIFIER.fullmatch(name)
-    return f"{path}.{name}" if plain else f"{path}[{json.dumps(name, ensure_ascii=False)}]"
-
-
-# --- checking a schema ---------------------------------------------------------------------
-def check_schema(schema: dict[str, Any], path: str = "") -> None:
-    """Raise ``ValueError`` naming the path of the first malformed or unsupported part.
-
-    ``path`` is where ``schema`` sits inside an enclosing schema (empty for the root).
-    """
-    if not isinstance(schema, dict):
-        raise ValueError(f"{path or 'schema'}: must be an object (a schema)")
-    for keyword, value in schema.items():
-        if keyword in IGNORED_KEYWORDS:
-            continue
-        if keyword not in SUPPORTED_KEYWORDS:
-            raise ValueError(
-                f"unsupported keyword {keyword!r} at {path or 'the schema root'}; "
-                f"supported keywords: {', '.join(sorted(SUPPORTED_KEYWORDS))}"
-            )
-        _check_keyword(keyword, value, f"{path}.{keyword}" if path else keyword)
-    for low, high in (("minItems", "maxItems"), ("minLength", "maxLength")):
-        if low in schema and high in schema and schema[low] > schema[high]:
-            where = f"{path}.{low}" if path else low
-            raise ValueError(f"{where}: {schema[low]} is greater than {high} ({schema[high]})")
-
-
-def _is_type_list(value: Any) -> bool:
-    names = value if isinstance(value, list) else [value]
-    known = all(isinstance(name, str) and name in _PYTHON_TYPES for name in names)
-    return bool(names) and known and len(set(names)) == len(names)
-
-
-_COUNT_RULE = (lambda v: _is_integer(v) and v >= 0, "must be a non-negative integer")
-_VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "type": (_is_type_list, f"must be one of {', '.join(_PYTHON_TYPES)}, or a list of them"),
-    "enum": (lambda v: isinstance(v, list) and bool(v), "must be a non-empty array"),
-    "required": (
-        lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
-        "must be an array of property names",
-    ),
-    "uniqueItems": (lambda v: isinstance(v, bool), "must be true or false"),
-    "const": (lambda v: True, ""),
-    **dict.fromkeys(("minItems", "maxItems", "minLength", "maxLength"), _COUNT_RULE),
-    **dict.fromkeys([keyword for keyword, _, _ in _BOUND_CHECKS], (_is_number, "must be a number")),
-}
-
-
-def _check_keyword(keyword: str, value: Any, where: str) -> None:
-    if keyword in _VALUE_RULES:
-        holds, problem = _VALUE_RULES[keyword]
-        if not holds(value):
-            raise ValueError(f"{where}: {problem}")
-    elif keyword == "properties":
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: must be an object mapping property names to schemas")
-        for name, subschema in value.items():
-            check_schema(subschema, f"{where}.{name}")
-    elif keyword in ("anyOf", "oneOf", "allOf"):
-        if not isinstance(value, list) or not value:
-            raise ValueError(f"{where}: must be a non-empty array of schemas")
-        for index, subschema in enumerate(value):
-            check_schema(subschema, f"{where}[{index}]")
-    elif keyword == "pattern":
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: must be a string (a regular expression)")
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"{where}: not a valid regular expression: {error}") from None
-    elif not (keyword == "additionalProperties" and isinstance(value, bool)):
-        check_schema(value, where)  # items, not, additionalProperties: one schema
-
-
-# --- validating an instance ----------------------------------------------------------------
-def validate(instance: Any, schema: dict[str, Any]) -> list[str]:
-    """Return the violations of ``schema`` by ``instance``, each prefixed with its path.
-
-    Paths look like ``$.items[2].name``; an empty list means the instance is valid. ``schema``
-    is checked first: a malformed one raises ``ValueError`` as :func:`check_schema` does.
-    """
-    check_schema(schema)
-    return _validate(instance, schema, "$")
-
-
-def _validate(instance: Any, schema: _Schema, path: str) -> list[str]:
-    errors = []
-    if "type" in schema:
-        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_is_type(instance, name) for name in names):
-            errors.append(f"{path}: expected {' or '.join(names)}, got {_type_name(instance)}")
-    if "enum" in schema and _freeze(instance) not in {_freeze(v) for v in schema["enum"]}:
-        errors.append(f"{path}: {_show(instance)} is not one of {_show(schema['enum'])}")
-    if "const" in schema and _freeze(instance) != _freeze(schema["const"]):
-        errors.append(f"{path}: expected {_show(schema['const'])}, got {_show(instance)}")
-    if isinstance(instance, dict):
-        errors += _validate_object(instance, schema, path)
-    elif isinstance(instance, list):
-        errors += _validate_array(instance, schema, path)
-    elif isinstance(instance, str):
-        errors += _validate_size(len(instance), "characters", "Length", schema, path)
-        if "pattern" in schema and re.search(schema["pattern"], instance) is None:
-            pattern = _show(schema["pattern"])
-            errors.append(f"{path}: {_show(instance)} does not match pattern {pattern}")
-    elif _is_number(instance):
-        for keyword, holds, wording in _BOUND_CHECKS:
-            if keyword in schema and not holds(instance, schema[keyword]):
-                errors.append(f"{path}: {_show(instance)} is {wording} {_show(schema[keyword])}")
-    return errors + _validate_combinators(instance, schema, path)
-
-
-def _validate_object(instance: dict[str, Any], schema: _Schema, path: str) -> list[str]:
-    errors = [
-        f"{path}: missing required property {_show(name)}"
-        for name in schema.get("required", [])
-        if name not in instance
-    ]
-    properties = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True)
-    for name, value in instance.items():
-        if name in properties:
-            errors += _validate(value, properties[name], _member(path, name))
-        elif extra is False:
-            errors.append(f"{path}: property {_show(name)} is not allowed")
-        elif isinstance(extra, dict):
-            errors += _validate(value, extra, _member(path, name))
-    return errors
-
-
-def _validate_array(instance: list[Any], schema: _Schema, path: str) -> list[str]:
-    errors = _validate_size(len(instance), "items", "Items", schema, path)
-    if schema.get("uniqueItems"):
-        first_seen: dict[Any, int] = {}
-        for index, item in enumerate(instance):
-            earlier = first_seen.setdefault(_freeze(item), index)
-            if earlier != index:
-                errors.append(f"{path}: items must be unique; [{index}] repeats [{earlier}]")
-                break
-    for index, item in enumerate(instance if "items" in schema else []):
-        errors += _validate(item, schema["items"], f"{path}[{index}]")
-    return errors
-
-
-def _validate_size(size: int, noun: str, suffix: str, schema: _Schema, path: str) -> list[str]:
-    low, high = schema.get(f"min{suffix}", 0), schema.get(f"max{suffix}", math.inf)
-    if size < low:
-        return [f"{path}: expected at least {low} {noun[:-1] if low == 1 else noun}, got {size}"]
-    if size > high:
-        return [f"{path}: expected at most {high} {noun[:-1] if high == 1 else noun}, got {size}"]
-    return []
-
-
-def _validate_combinators(instance: Any, schema: _Schema, path: str) -> list[str]:
-    errors = [e for sub in schema.get("allOf", []) for e in _validate(instance, sub, path)]
-    for keyword in ("anyOf", "oneOf"):
-        failures = [_validate(instance, subschema, path) for subschema in schema.get(keyword, [])]
-        matched = [f"[{index}]" for index, found in enumerate(failures) if not found]
-        if failures and not matched:
-            firsts = "; ".join(f"[{index}] {found[0]}" for index, found in enumerate(failures))
-            errors.append(f"{path}: matches none of the {keyword} schemas ({firsts})")
-        elif keyword == "oneOf" and len(matched) > 1:
-            errors.append(f"{path}: matches oneOf schemas {', '.join(matched)}, not exactly one")
-    if "not" in schema and not _validate(instance, schema["not"], path):
-        errors.append(f"{path}: must not match the schema under 'not'")
-    return errors

@@ -1,4 +1,5 @@
-"""LLM-as-judge metrics (``binary`` and ``rating``) through the official openai SDK.
+"""LLM-as-judge metrics (``binary``, ``rating``, ``comparison``, ``custom``) through the
+official openai SDK.
 
 One judgement is one chat-completions request. The client is built with ``max_retries=0``: the
 error-policy middleware is the only retry owner, so the SDK never repeats a request behind its
@@ -31,12 +32,15 @@ from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config.settings import Settings
-from workers.evaluations.models import (
+from workers.evaluations import custom_judge
+from workers.evaluations.configs import (
     BinaryConfig,
-    EvaluationRequest,
-    EvaluationResult,
+    ComparisonConfig,
+    CustomJudgeConfig,
     RatingConfig,
 )
+from workers.evaluations.custom_judge import CustomVerdict
+from workers.evaluations.models import EvaluationRequest, EvaluationResult
 
 #: The header that attributes a provider request to one (evaluation, target) pair.
 TARGET_HEADER = "X-Evalq-Target"
@@ -50,7 +54,7 @@ RAW_LIMIT = 500
 #: Sent when no API key is configured, so the SDK builds a client; the provider then answers 401.
 _NO_KEY = "unset"
 
-JudgeConfig = BinaryConfig | RatingConfig
+JudgeConfig = BinaryConfig | RatingConfig | ComparisonConfig | CustomJudgeConfig
 
 #: Holds a provider's rate limits around one request: called with the config's ``provider``
 #: (None when it names none); ``workers.rate_limits.RateLimits.slot`` in a worker.
@@ -88,7 +92,16 @@ class RatingVerdict(BaseModel):
     reason: str
 
 
-Verdict = BinaryVerdict | RatingVerdict
+class ComparisonVerdict(BaseModel):
+    """A ``comparison`` judge's answer: ``{"score": <0..1>, "reason": str}``."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    score: float
+    reason: str
+
+
+Verdict = BinaryVerdict | RatingVerdict | ComparisonVerdict | CustomVerdict
 
 
 def make_client(settings: Settings) -> openai.OpenAI:
@@ -120,7 +133,7 @@ def judge(
     openai exception of the request itself, unchanged.
     """
     config = request.evaluation.parsed_config()
-    if not isinstance(config, BinaryConfig | RatingConfig):
+    if not isinstance(config, JudgeConfig):
         raise ValueError(f"metric {request.evaluation.metric!r} is not an LLM judge metric")
     mode_arguments: dict[str, Any]
     if config.output_mode == "tools":
@@ -159,6 +172,13 @@ def judge(
 
 def verdict_shape(config: JudgeConfig) -> str:
     """The verdict's exact shape, as the system prompt states it."""
+    if isinstance(config, CustomJudgeConfig):
+        return custom_judge.schema_instruction(config)
+    if isinstance(config, ComparisonConfig):
+        return (
+            '{"score": <number from 0 (unrelated) to 1 (equivalent)>, '
+            '"reason": "<one or two sentences explaining the score>"}'
+        )
     if isinstance(config, RatingConfig):
         return (
             f'{{"rating": <integer from {config.min_rating} to {config.max_rating}>, '
@@ -169,15 +189,25 @@ def verdict_shape(config: JudgeConfig) -> str:
 
 def verdict_schema(config: JudgeConfig) -> dict[str, Any]:
     """The verdict's JSON schema: the parameters of the ``submit_verdict`` tool."""
+    if isinstance(config, CustomJudgeConfig):
+        return config.verdict_schema
     reason = {"type": "string", "description": "One or two sentences explaining the verdict."}
-    if isinstance(config, RatingConfig):
+    if isinstance(config, ComparisonConfig):
+        score = {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "From 0 (unrelated to the expected output) to 1 (equivalent).",
+        }
+        properties: dict[str, Any] = {"score": score, "reason": reason}
+    elif isinstance(config, RatingConfig):
         rating = {
             "type": "integer",
             "minimum": config.min_rating,
             "maximum": config.max_rating,
             "description": f"From {config.min_rating} (worst) to {config.max_rating} (best).",
         }
-        properties: dict[str, Any] = {"rating": rating, "reason": reason}
+        properties = {"rating": rating, "reason": reason}
     else:
         passed = {"type": "boolean", "description": "Whether the output meets the criteria."}
         properties = {"passed": passed, "reason": reason}
@@ -204,14 +234,8 @@ def verdict_tool(config: JudgeConfig) -> dict[str, Any]:
 def build_messages(
     request: EvaluationRequest, config: JudgeConfig
 ) -> list[ChatCompletionMessageParam]:
-    """The system message (criteria and exact output shape) and the user message (the target)."""
-    if isinstance(config, RatingConfig):
-        task = (
-            "Rate how well the actual output meets the criteria below, as an integer from "
-            f"{config.min_rating} (worst) to {config.max_rating} (best)."
-        )
-    else:
-        task = "Decide whether the actual output meets the criteria below."
+    """The system message (task, criteria and exact output shape) and the user message (the
+    target; for ``custom``, the user's prompt with the target filled in)."""
     if config.output_mode == "tools":
         answer = (
             f"Submit your verdict by calling the function {VERDICT_TOOL} once, with arguments "
@@ -219,6 +243,23 @@ def build_messages(
         )
     else:
         answer = "Reply with a single JSON object and nothing else, of exactly this shape:"
+    if isinstance(config, CustomJudgeConfig):
+        answer = answer.replace("of exactly this shape:", "conforming to this JSON schema:")
+        system = f"You are an impartial evaluation judge.\n\n{answer}\n{verdict_shape(config)}"
+        user = custom_judge.render_prompt(config.prompt, request.target)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    if isinstance(config, ComparisonConfig):
+        task = (
+            "Compare the actual output with the expected output and score how well it "
+            "matches it, from 0 (unrelated) to 1 (equivalent), by the criteria below."
+        )
+    elif isinstance(config, RatingConfig):
+        task = (
+            "Rate how well the actual output meets the criteria below, as an integer from "
+            f"{config.min_rating} (worst) to {config.max_rating} (best)."
+        )
+    else:
+        task = "Decide whether the actual output meets the criteria below."
     system = (
         f"You are an impartial evaluation judge. {task}\n\n"
         f"Criteria:\n{config.criteria}\n\n"
@@ -284,7 +325,16 @@ def validate_verdict(raw: str, config: JudgeConfig, *, hint: str = "") -> Verdic
         raise JudgeOutputError(
             f"the judge's answer is a JSON {type(data).__name__}, not an object{hint}", raw
         )
-    model: type[Verdict] = RatingVerdict if isinstance(config, RatingConfig) else BinaryVerdict
+    if isinstance(config, CustomJudgeConfig):
+        try:
+            return custom_judge.read_verdict(data, config)
+        except ValueError as error:
+            raise JudgeOutputError(str(error), raw) from None
+    model: type[BinaryVerdict | RatingVerdict | ComparisonVerdict] = BinaryVerdict
+    if isinstance(config, RatingConfig):
+        model = RatingVerdict
+    elif isinstance(config, ComparisonConfig):
+        model = ComparisonVerdict
     try:
         verdict = model.model_validate(data)
     except ValidationError as error:
@@ -292,9 +342,8 @@ def validate_verdict(raw: str, config: JudgeConfig, *, hint: str = "") -> Verdic
             f"{'.'.join(str(part) for part in item['loc']) or 'answer'}: {item['msg']}"
             for item in error.errors()
         )
-        metric = "rating" if model is RatingVerdict else "binary"
         raise JudgeOutputError(
-            f"the judge's answer does not fit the {metric} verdict: {problems}", raw
+            f"the judge's answer does not fit the {_METRIC_OF[model]} verdict: {problems}", raw
         ) from None
     if (
         isinstance(verdict, RatingVerdict)
@@ -306,7 +355,31 @@ def validate_verdict(raw: str, config: JudgeConfig, *, hint: str = "") -> Verdic
             f"{config.min_rating}..{config.max_rating}",
             raw,
         )
+    if isinstance(verdict, ComparisonVerdict) and not 0 <= verdict.score <= 1:
+        raise JudgeOutputError(f"score {verdict.score:g} is outside 0..1", raw)
     return verdict
+
+
+_METRIC_OF: dict[type[BaseModel], str] = {
+    BinaryVerdict: "binary",
+    RatingVerdict: "rating",
+    ComparisonVerdict: "comparison",
+}
+
+
+def _scored(config: JudgeConfig, verdict: Verdict) -> tuple[float, float, bool]:
+    """(score, normalized score 0..100, passed) of a verdict that fits ``config``."""
+    if isinstance(verdict, CustomVerdict) and isinstance(config, CustomJudgeConfig):
+        return verdict.score, custom_judge.normalized(verdict, config), verdict.passed
+    if isinstance(verdict, ComparisonVerdict) and isinstance(config, ComparisonConfig):
+        return verdict.score, verdict.score * 100, verdict.score >= config.threshold
+    if isinstance(verdict, RatingVerdict) and isinstance(config, RatingConfig):
+        span = config.max_rating - config.min_rating
+        normalized = (verdict.rating - config.min_rating) / span * 100
+        return float(verdict.rating), normalized, verdict.rating >= config.effective_pass_rating
+    if isinstance(verdict, BinaryVerdict):
+        return float(verdict.passed), 100.0 * verdict.passed, verdict.passed
+    raise TypeError(f"a {type(verdict).__name__} does not fit a {type(config).__name__}")
 
 
 def shape_result(
@@ -319,17 +392,8 @@ def shape_result(
     provider: str,
 ) -> EvaluationResult:
     """Turn a validated verdict into the stored result (normalized score 0..100)."""
-    if isinstance(verdict, RatingVerdict) and isinstance(config, RatingConfig):
-        score = float(verdict.rating)
-        span = config.max_rating - config.min_rating
-        normalized = (verdict.rating - config.min_rating) / span * 100
-        passed = verdict.rating >= config.effective_pass_rating
-    elif isinstance(verdict, BinaryVerdict):
-        score = 1.0 if verdict.passed else 0.0
-        normalized = score * 100
-        passed = verdict.passed
-    else:
-        raise TypeError(f"a {type(verdict).__name__} does not fit a {type(config).__name__}")
+    score, normalized, passed = _scored(config, verdict)
+    extra = {"verdict": verdict.data} if isinstance(verdict, CustomVerdict) else {}
     evaluation, target = request.result_key
     return EvaluationResult(
         evaluation_uuid=evaluation,
@@ -347,6 +411,7 @@ def shape_result(
             "completion_tokens": usage.completion_tokens if usage else None,
             "total_tokens": usage.total_tokens if usage else None,
             "duration_ms": duration_ms,
+            **extra,
         },
     )
 

@@ -12,147 +12,18 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-RULE_METRICS = (
-    "exact_match",
-    "regular_expression",
-    "schema_validation",
-    "length_count",
-    "lexical_overlap",
+from workers.evaluations.configs import (
+    LLM_METRICS,
+    METRIC_CONFIGS,
+    RULE_METRICS,
+    needs_from_target,
 )
-LLM_METRICS = ("binary", "rating")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --- metric configurations -------------------------------------------------------------------
-
-
-class ExactMatchConfig(_Strict):
-    """Passes when ``actual_output`` equals ``expected_output``."""
-
-    case_sensitive: bool = True
-    strip_whitespace: bool = True
-
-
-class RegularExpressionConfig(_Strict):
-    """Passes when ``pattern`` is found in ``actual_output`` (or matches all of it)."""
-
-    pattern: str
-    ignore_case: bool = False
-    full_match: bool = False
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"not a valid regular expression: {error}") from None
-        return value
-
-
-class SchemaValidationConfig(_Strict):
-    """Passes when ``actual_output`` is JSON that conforms to ``json_schema``."""
-
-    json_schema: dict[str, Any] = Field(alias="schema")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("json_schema")
-    @classmethod
-    def _schema_is_supported(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from workers.evaluations.json_schema import check_schema
-
-        try:
-            check_schema(value)
-        except ValueError as error:
-            raise ValueError(str(error)) from None
-        return value
-
-
-class LengthCountConfig(_Strict):
-    """Passes when the length of ``actual_output`` (in ``unit``) lies within ``[min, max]``."""
-
-    unit: Literal["characters", "words", "sentences"] = "words"
-    min: Annotated[int, Field(ge=0)] | None = None
-    max: Annotated[int, Field(ge=0)] | None = None
-
-    @model_validator(mode="after")
-    def _bounds(self) -> LengthCountConfig:
-        if self.min is None and self.max is None:
-            raise ValueError("give at least one of min and max")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        return self
-
-
-class LexicalOverlapConfig(_Strict):
-    """Scores the word overlap of actual and expected output; passes at ``threshold``."""
-
-    method: Literal["f1", "jaccard", "recall", "precision"] = "f1"
-    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    case_sensitive: bool = False
-
-
-class LLMJudgeConfig(_Strict):
-    """Configuration shared by the LLM-as-judge metrics."""
-
-    model: Annotated[str, Field(min_length=1)]
-    criteria: Annotated[str, Field(min_length=1)]
-    output_mode: Literal["json", "tools"] = "json"
-    provider: str | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
-
-
-class BinaryConfig(LLMJudgeConfig):
-    """The judge answers ``{"passed": bool, "reason": str}``."""
-
-
-class RatingConfig(LLMJudgeConfig):
-    """The judge answers ``{"rating": int, "reason": str}`` within ``min_rating..max_rating``.
-
-    A rating passes when it reaches ``pass_rating`` (default: the upper half of the scale).
-    """
-
-    min_rating: int = 1
-    max_rating: int = 5
-    pass_rating: int | None = None
-
-    @model_validator(mode="after")
-    def _scale(self) -> RatingConfig:
-        if self.min_rating >= self.max_rating:
-            raise ValueError(
-                f"min_rating ({self.min_rating}) must be below max_rating ({self.max_rating})"
-            )
-        if self.pass_rating is not None and not (
-            self.min_rating <= self.pass_rating <= self.max_rating
-        ):
-            raise ValueError("pass_rating must lie within min_rating..max_rating")
-        return self
-
-    @property
-    def effective_pass_rating(self) -> int:
-        if self.pass_rating is not None:
-            return self.pass_rating
-        return self.min_rating + -(-(self.max_rating - self.min_rating) // 2)
-
-
-METRIC_CONFIGS: dict[str, type[BaseModel]] = {
-    "exact_match": ExactMatchConfig,
-    "regular_expression": RegularExpressionConfig,
-    "schema_validation": SchemaValidationConfig,
-    "length_count": LengthCountConfig,
-    "lexical_overlap": LexicalOverlapConfig,
-    "binary": BinaryConfig,
-    "rating": RatingConfig,
-}
-
-#: Metrics that need ``target.expected_output``.
-NEEDS_EXPECTED_OUTPUT = frozenset({"exact_match", "lexical_overlap"})
 
 
 # --- request -------------------------------------------------------------------------------
@@ -171,8 +42,14 @@ class Evaluation(_Strict):
     def _metric_fits_type(self) -> Evaluation:
         allowed = RULE_METRICS if self.type == "rule" else LLM_METRICS
         if self.metric not in allowed:
+            other = "llm" if self.type == "rule" else "rule"
+            hint = (
+                f' (it is an {other} metric: set "type": "{other}")'
+                if self.metric in (LLM_METRICS if other == "llm" else RULE_METRICS)
+                else ""
+            )
             raise ValueError(
-                f"metric {self.metric!r} is not a {self.type} metric; "
+                f"metric {self.metric!r} is not a {self.type} metric{hint}; "
                 f"{self.type} metrics are: {', '.join(allowed)}"
             )
         return self
@@ -200,16 +77,17 @@ class EvaluationRequest(_Strict):
 
     @model_validator(mode="after")
     def _config_is_valid(self) -> EvaluationRequest:
-        config_model = METRIC_CONFIGS[self.evaluation.metric]
+        metric = self.evaluation.metric
         try:
-            config_model.model_validate(self.evaluation.config)
+            config = METRIC_CONFIGS[metric].model_validate(self.evaluation.config)
         except ValidationError as error:
             # Re-raised with the full path so the user sees evaluation.config.<field>.
             raise ValueError(_config_errors(error)) from None
-        if self.evaluation.metric in NEEDS_EXPECTED_OUTPUT and self.target.expected_output is None:
-            raise ValueError(
-                f"target.expected_output is required by metric {self.evaluation.metric!r}"
-            )
+        for field in needs_from_target(metric, config):
+            if getattr(self.target, field) is None:
+                raise ValueError(f"target.{field} is required by metric {metric!r}")
+        if metric == "numeric_similarity":
+            _expected_number(self.target.expected_output or "", config)
         return self
 
     @property
@@ -227,9 +105,31 @@ def _config_errors(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if not where and _NAMED_FIELD.match(message):
+            # A check over several fields names the one it objects to first (configs.py).
+            parts.append(f"evaluation.config.{message}")
+            continue
         path = f"evaluation.config.{where}" if where else "evaluation.config"
-        parts.append(f"{path}: {item['msg'].removeprefix('Value error, ')}")
+        parts.append(f"{path}: {message}")
     return "; ".join(parts)
+
+
+_NAMED_FIELD = re.compile(r"[a-z_]+: ")
+
+
+def _expected_number(expected: str, config: Any) -> float:
+    """The one number ``expected`` holds, or ValueError naming target.expected_output."""
+    from workers.evaluations.numeric import find_numbers
+
+    found = find_numbers(expected, config.decimal_separator)
+    if len(found) != 1:
+        how = "no number" if not found else f"{len(found)} numbers"
+        raise ValueError(
+            f"target.expected_output: holds {how} ({expected[:60]!r}); numeric_similarity needs "
+            f"exactly one, written with decimal separator {config.decimal_separator!r}"
+        )
+    return found[0][1]
 
 
 # --- result --------------------------------------------------------------------------------

@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from workers.evaluations import json_schema
-from workers.evaluations.models import (
+from workers.evaluations import json_schema, numeric, text_similarity
+from workers.evaluations.configs import (
     RULE_METRICS,
-    EvaluationRequest,
-    EvaluationResult,
     ExactMatchConfig,
     LengthCountConfig,
     LexicalOverlapConfig,
+    NumericSimilarityConfig,
     RegularExpressionConfig,
     SchemaValidationConfig,
 )
+from workers.evaluations.models import EvaluationRequest, EvaluationResult
 
 #: How many schema violations the reason lists, and how many the metadata keeps.
 REASON_VIOLATIONS = 3
 METADATA_VIOLATIONS = 20
 
 _SENTENCE_END = re.compile(r"[.!?]+")
-_WORD = re.compile(r"[^\W_]+")  # runs of unicode letters and digits
 
 
 def score_rule(request: EvaluationRequest) -> EvaluationResult:
@@ -122,33 +119,7 @@ def schema_validation(
     The output must be strict JSON: ``NaN`` and ``Infinity`` are refused, and nothing around the
     document (such as a Markdown code fence) is removed.
     """
-    violations: list[str] = []
-    try:
-        document = json.loads(request.target.actual_output, parse_constant=_refuse_constant)
-    except ValueError as error:
-        reason = f"output is not valid JSON: {error}"
-        return _schema_result(request, reason=reason, valid_json=False, violations=violations)
-    except RecursionError:
-        reason = "output is not valid JSON: nested too deeply to parse"
-        return _schema_result(request, reason=reason, valid_json=False, violations=violations)
-    try:
-        violations = json_schema.validate(document, config.json_schema)
-    except RecursionError:
-        reason = "output is nested too deeply to validate against the schema"
-        return _schema_result(request, reason=reason, valid_json=True, violations=[reason])
-    if not violations:
-        reason = "output is valid JSON and conforms to the schema"
-    else:
-        listed = "; ".join(violations[:REASON_VIOLATIONS])
-        more = len(violations) - REASON_VIOLATIONS
-        reason = f"output violates the schema in {_plural(len(violations), 'place')}: {listed}"
-        reason += f"; and {more} more" if more > 0 else ""
-    return _schema_result(request, reason=reason, valid_json=True, violations=violations)
-
-
-def _schema_result(
-    request: EvaluationRequest, *, reason: str, valid_json: bool, violations: list[str]
-) -> EvaluationResult:
+    reason, valid_json, violations = _check_document(request.target.actual_output, config)
     passed = valid_json and not violations
     return _result(
         request,
@@ -158,8 +129,35 @@ def _schema_result(
         reason=reason,
         valid_json=valid_json,
         violation_count=len(violations),
-        violations=violations[:METADATA_VIOLATIONS],
+        check_formats=config.check_formats,
+        violations=[str(v) for v in violations[:METADATA_VIOLATIONS]],
+        violation_paths=[v.path for v in violations[:METADATA_VIOLATIONS]],
     )
+
+
+def _check_document(
+    output: str, config: SchemaValidationConfig
+) -> tuple[str, bool, list[json_schema.Violation]]:
+    """(reason, whether the output is JSON, the schema's violations) for one output."""
+    try:
+        document = json.loads(output, parse_constant=_refuse_constant)
+    except ValueError as error:
+        return f"output is not valid JSON: {error}", False, []
+    except RecursionError:
+        return "output is not valid JSON: nested too deeply to parse", False, []
+    try:
+        violations = json_schema.validate(
+            document, config.json_schema, check_formats=config.check_formats
+        )
+    except RecursionError:
+        reason = "output is nested too deeply to validate against the schema"
+        return reason, True, [json_schema.Violation("$", reason)]
+    if not violations:
+        return "output is valid JSON and conforms to the schema", True, []
+    listed = "; ".join(str(v) for v in violations[:REASON_VIOLATIONS])
+    more = len(violations) - REASON_VIOLATIONS
+    reason = f"output violates the schema in {_plural(len(violations), 'place')}: {listed}"
+    return reason + (f"; and {more} more" if more > 0 else ""), True, violations
 
 
 def length_count(request: EvaluationRequest, config: LengthCountConfig) -> EvaluationResult:
@@ -216,62 +214,145 @@ def _measure(text: str, unit: str) -> int:
 
 
 def lexical_overlap(request: EvaluationRequest, config: LexicalOverlapConfig) -> EvaluationResult:
-    """Score the word overlap of the output with the expected output by ``method`` (0..1).
+    """Score how alike the output and the expected output are by ``algorithm`` (0..1).
 
-    Words are runs of unicode letters and digits after NFC normalisation, case-folded unless
-    ``case_sensitive``; they are compared as multisets (a word counts as often as both sides
-    have it). precision = shared / output words, recall = shared / expected words, f1 their
-    harmonic mean, jaccard = shared / (output + expected - shared). Two texts without words are
-    identical: every figure is 1. When only one side has no words, every figure is 0.
+    ``word``: words as multisets, by ``method`` (precision = shared / output words, recall =
+    shared / expected words, f1 their harmonic mean, jaccard = shared / union). ``rouge``:
+    ROUGE-N over n-grams of ``n`` words or ROUGE-L over the longest common word subsequence, by
+    ``method``. ``substring`` and ``levenshtein`` compare characters. The measures are defined
+    in ``workers.evaluations.text_similarity``.
     """
-    actual = _words(request.target.actual_output, config.case_sensitive)
-    expected = _words(_expected_output(request), config.case_sensitive)
-    shared = sum((actual & expected).values())
-    n_actual, n_expected = actual.total(), expected.total()
-    if n_actual == 0 and n_expected == 0:
-        figures = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "jaccard": 1.0}
+    actual, expected = request.target.actual_output, _expected_output(request)
+    if config.algorithm in ("word", "rouge"):
+        score, figures, detail = _token_overlap(actual, expected, config)
     else:
-        precision = shared / n_actual if n_actual else 0.0
-        recall = shared / n_expected if n_expected else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if shared else 0.0
-        figures = {
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "jaccard": shared / (n_actual + n_expected - shared),
-        }
-    score = figures[config.method]
+        actual = text_similarity.normalise(actual, config.case_sensitive)
+        expected = text_similarity.normalise(expected, config.case_sensitive)
+        if config.algorithm == "substring":
+            score = text_similarity.substring_similarity(actual, expected)
+            figures = {"contains": expected in actual}
+            detail = (
+                "the expected output appears in the output"
+                if expected in actual
+                else "closest match of the expected output inside the output"
+            )
+        else:
+            score, distance = text_similarity.levenshtein_similarity(actual, expected)
+            figures = {"distance": distance}
+            detail = f"{_plural(distance, 'edit')} over {max(len(actual), len(expected))} chars"
     passed = score >= config.threshold
-    verdict = f"{config.method} {score:.2f} is {'at least' if passed else 'below'} the threshold"
-    if n_actual == 0 and n_expected == 0:
-        reason = f"{verdict} {config.threshold:.2f}: neither text has any words"
-    else:
-        reason = (
-            f"{verdict} {config.threshold:.2f}: {_plural(shared, 'shared word')}; the output has "
-            f"{_plural(n_actual, 'word')}, the expected output {n_expected} "
-            f"(precision {figures['precision']:.2f}, recall {figures['recall']:.2f})"
-        )
+    measure = _measure_name(config)
+    verdict = "at least" if passed else "below"
+    reason = f"{measure} {score:.2f} is {verdict} the threshold {config.threshold:.2f}: {detail}"
     return _result(
         request,
         score=score,
         normalized_score=min(100.0, max(0.0, 100.0 * score)),
         has_passed=passed,
         reason=reason,
-        method=config.method,
+        algorithm=config.algorithm,
+        measure=measure,
         threshold=config.threshold,
         case_sensitive=config.case_sensitive,
-        shared_words=shared,
-        output_words=n_actual,
-        expected_words=n_expected,
         **figures,
     )
 
 
-def _words(text: str, case_sensitive: bool) -> Counter[str]:
-    text = unicodedata.normalize("NFC", text)
-    if not case_sensitive:
-        text = text.casefold()
-    return Counter(_WORD.findall(text))
+def _token_overlap(
+    actual: str, expected: str, config: LexicalOverlapConfig
+) -> tuple[float, dict[str, Any], str]:
+    """(score, metadata figures, the reason's detail) of a word or ROUGE measure."""
+    output = text_similarity.words(actual, config.case_sensitive)
+    reference = text_similarity.words(expected, config.case_sensitive)
+    figures: dict[str, Any] = {}
+    if config.algorithm == "word":
+        found = text_similarity.word_overlap(output, reference)
+        unit, shared_key, shared = "word", "shared_words", f"{_plural(found.shared, 'shared word')}"
+        figures["jaccard"] = found.jaccard
+    elif config.variant == "rouge-l":
+        found = text_similarity.rouge_l(output, reference)
+        unit, shared_key = "word", "lcs_words"
+        shared = f"longest common subsequence of {_plural(found.shared, 'word')}"
+    else:
+        found = text_similarity.rouge_n(output, reference, config.n)
+        unit, shared_key = f"{config.n}-gram", "shared_ngrams"
+        shared = _plural(found.shared, f"shared {config.n}-gram")
+        figures["n"] = config.n
+    key = "words" if unit == "word" else "ngrams"
+    figures |= {
+        "method": config.method,
+        "precision": found.precision,
+        "recall": found.recall,
+        "f1": found.f1,
+        shared_key: found.shared,
+        f"output_{key}": found.output,
+        f"expected_{key}": found.expected,
+    }
+    detail = "neither text has any words"
+    if output or reference:
+        detail = (
+            f"{shared}; the output has {_plural(found.output, unit)}, the expected output "
+            f"{found.expected} (precision {found.precision:.2f}, recall {found.recall:.2f})"
+        )
+    return float(figures[config.method]), figures, detail
+
+
+def _measure_name(config: LexicalOverlapConfig) -> str:
+    if config.algorithm == "word":
+        return config.method
+    if config.algorithm == "rouge":
+        variant = "ROUGE-L" if config.variant == "rouge-l" else f"ROUGE-{config.n}"
+        return f"{variant} {config.method}"
+    return f"{config.algorithm} similarity"
+
+
+def numeric_similarity(
+    request: EvaluationRequest, config: NumericSimilarityConfig
+) -> EvaluationResult:
+    """Score a number in the output against the expected output's number.
+
+    Passes within ``tolerance`` (relative to the expected value) or ``absolute_tolerance``;
+    ``score`` is ``1 - relative difference``, at least 0. An output without a usable number
+    scores 0 with the reason saying why.
+    """
+    expected_text = _expected_output(request)
+    ((_, expected),) = numeric.find_numbers(expected_text, config.decimal_separator)
+    written, problem = numeric.extract_number(
+        request.target.actual_output,
+        extract=config.extract,
+        pattern=config.pattern,
+        decimal_separator=config.decimal_separator,
+    )
+    figures: dict[str, Any] = {"expected": expected, "extract": config.extract}
+    if written is None:
+        return _result(
+            request, score=0.0, normalized_score=0.0, has_passed=False, reason=problem, **figures
+        )
+    actual = numeric.parse_number(written, config.decimal_separator)
+    relative = numeric.relative_difference(actual, expected)
+    absolute = abs(actual - expected)
+    passed = relative <= config.tolerance or absolute <= config.absolute_tolerance
+    score = max(0.0, 1.0 - relative)
+    allowed = f"tolerance {config.tolerance:g}"
+    if config.absolute_tolerance:
+        allowed += f" or absolute {config.absolute_tolerance:g}"
+    reason = (
+        f"found {written} ({problem}), expected {expected:g}: relative difference "
+        f"{relative:.4g} is {'within' if passed else 'outside'} the {allowed}"
+    )
+    return _result(
+        request,
+        score=score,
+        normalized_score=100.0 * score,
+        has_passed=passed,
+        reason=reason,
+        actual=actual,
+        relative_difference=None if relative == float("inf") else relative,
+        absolute_difference=absolute,
+        tolerance=config.tolerance,
+        absolute_tolerance=config.absolute_tolerance,
+        **figures,
+    )
 
 
 # --- shared --------------------------------------------------------------------------------
@@ -283,6 +364,7 @@ _SCORERS: dict[str, Callable[[EvaluationRequest, Any], EvaluationResult]] = {
     "schema_validation": schema_validation,
     "length_count": length_count,
     "lexical_overlap": lexical_overlap,
+    "numeric_similarity": numeric_similarity,
 }
 
 

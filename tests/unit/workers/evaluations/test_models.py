@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from workers.evaluations.models import EvaluationRequest, RatingConfig
+from workers.evaluations.configs import RatingConfig
+from workers.evaluations.models import EvaluationRequest
 from workers.requests_file import describe_validation_error
 
 

@@ -276,22 +276,23 @@ def test_schema_validation_reports_nested_violations_with_their_paths() -> None:
     output = json.dumps({"answer": "Paris", "confidence": 90, "sources": [{"url": "a"}, {}]})
     result = score("schema_validation", output, schema=ANSWER_SCHEMA)
     assert not result.has_passed
-    assert result.metadata["violations"] == ['$.sources[1]: missing required property "url"']
-    assert '$.sources[1]: missing required property "url"' in result.reason
+    assert result.metadata["violations"] == ["$.sources[1]: 'url' is a required property"]
+    assert result.metadata["violation_paths"] == ["$.sources[1]"]
+    assert "$.sources[1]: 'url' is a required property" in result.reason
 
 
 def test_schema_validation_treats_a_boolean_as_not_an_integer() -> None:
     result = score("schema_validation", '{"answer": "x", "confidence": true}', schema=ANSWER_SCHEMA)
     assert not result.has_passed
-    assert "$.confidence: expected integer, got boolean" in result.reason
+    assert "$.confidence: True is not of type 'integer'" in result.reason
 
 
 def test_schema_validation_lists_the_first_three_violations_and_counts_the_rest() -> None:
     schema = {"type": "array", "items": {"type": "string"}}
     result = score("schema_validation", "[1, 2, 3, 4, 5]", schema=schema)
     assert result.reason == (
-        "output violates the schema in 5 places: $[0]: expected string, got integer; "
-        "$[1]: expected string, got integer; $[2]: expected string, got integer; and 2 more"
+        "output violates the schema in 5 places: $[0]: 1 is not of type 'string'; "
+        "$[1]: 2 is not of type 'string'; $[2]: 3 is not of type 'string'; and 2 more"
     )
     assert result.metadata["violation_count"] == 5
     assert len(result.metadata["violations"]) == 5
@@ -310,19 +311,39 @@ def test_schema_validation_survives_output_nested_too_deeply() -> None:
     assert "nested too deeply" in result.reason
 
 
-def test_an_unsupported_schema_keyword_is_rejected_at_validation_time() -> None:
-    schema = {"properties": {"x": {"patternProperties": {}}}}
+def test_a_malformed_schema_is_rejected_at_validation_time_with_its_path() -> None:
+    schema = {"properties": {"age": {"minimum": "eighteen"}}}
     with pytest.raises(ValidationError) as caught:
         make_request("schema_validation", "{}", schema=schema)
     message = str(caught.value)
-    assert "evaluation.config.schema" in message
-    assert "unsupported keyword 'patternProperties' at properties.x" in message
+    where = "evaluation.config.schema: $.properties.age.minimum"
+    assert f"{where}: 'eighteen' is not of type" in message
 
 
-def test_a_malformed_schema_is_rejected_at_validation_time_with_its_path() -> None:
-    schema = {"properties": {"age": {"minimum": "eighteen"}}}
-    with pytest.raises(ValidationError, match=r"properties\.age\.minimum: must be a number"):
+def test_a_dangling_reference_is_rejected_at_validation_time() -> None:
+    schema = {"properties": {"item": {"$ref": "#/$defs/missing"}}}
+    with pytest.raises(ValidationError, match=r"\$\.properties\.item\.\$ref: cannot resolve"):
         make_request("schema_validation", "{}", schema=schema)
+
+
+def test_schema_validation_follows_refs_into_defs() -> None:
+    schema = {
+        "$defs": {"source": {"type": "object", "required": ["url"]}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/source"},
+    }
+    assert score("schema_validation", '[{"url": "a"}]', schema=schema).has_passed
+    failed = score("schema_validation", '[{"url": "a"}, {"title": "b"}]', schema=schema)
+    assert failed.metadata["violations"] == ["$[1]: 'url' is a required property"]
+
+
+def test_formats_are_checked_only_when_asked_for() -> None:
+    schema = {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}}}
+    output = '{"id": "not-a-uuid"}'
+    assert score("schema_validation", output, schema=schema).has_passed
+    checked = score("schema_validation", output, schema=schema, check_formats=True)
+    assert not checked.has_passed
+    assert checked.metadata["violations"] == ["$.id: 'not-a-uuid' is not a 'uuid'"]
 
 
 def test_schema_validation_requires_a_schema() -> None:
@@ -532,3 +553,149 @@ def test_lexical_overlap_rejects_a_threshold_above_one_at_validation_time() -> N
 def test_lexical_overlap_without_an_expected_output_is_rejected_at_validation_time() -> None:
     with pytest.raises(ValidationError, match=r"target\.expected_output is required"):
         make_request("lexical_overlap", "a")
+
+
+# --- lexical_overlap algorithms ---------------------------------------------------------------
+
+
+def test_lexical_overlap_word_is_the_default_algorithm() -> None:
+    result = score("lexical_overlap", "the cat sat", "the cat sat on the mat")
+    assert result.metadata["algorithm"] == "word"
+    assert result.score == pytest.approx(2 / 3)
+
+
+def test_rouge_2_f1_scores_shared_bigrams_and_explains_them() -> None:
+    result = score(
+        "lexical_overlap",
+        "the cat sat on the mat",
+        "the cat lay on the mat",
+        algorithm="rouge",
+        n=2,
+        threshold=0.5,
+    )
+    assert result.score == pytest.approx(0.6)
+    assert result.has_passed
+    assert result.metadata["shared_ngrams"] == 3
+    assert result.reason == (
+        "ROUGE-2 f1 0.60 is at least the threshold 0.50: 3 shared 2-grams; the output has "
+        "5 2-grams, the expected output 5 (precision 0.60, recall 0.60)"
+    )
+
+
+def test_rouge_l_recall_scores_the_longest_common_subsequence() -> None:
+    result = score(
+        "lexical_overlap",
+        "the gunman police killed",
+        "police killed the gunman",
+        algorithm="rouge",
+        variant="rouge-l",
+        method="recall",
+    )
+    assert (result.score, result.metadata["lcs_words"], result.has_passed) == (0.5, 2, True)
+    assert result.metadata["measure"] == "ROUGE-L recall"
+
+
+def test_levenshtein_scores_the_normalised_edit_similarity() -> None:
+    result = score("lexical_overlap", "Kitten", "sitting", algorithm="levenshtein")
+    assert result.score == pytest.approx(4 / 7)
+    assert result.metadata["distance"] == 3
+    assert result.has_passed
+    assert "3 edits over 7 chars" in result.reason
+
+
+def test_levenshtein_is_case_sensitive_only_when_asked() -> None:
+    relaxed = score("lexical_overlap", "PARIS", "paris", algorithm="levenshtein")
+    strict = score(
+        "lexical_overlap", "PARIS", "paris", algorithm="levenshtein", case_sensitive=True
+    )
+    assert (relaxed.score, strict.score) == (1.0, 0.0)
+
+
+def test_substring_passes_when_the_expected_output_appears_in_the_output() -> None:
+    result = score(
+        "lexical_overlap", "The capital is Paris.", "paris", algorithm="substring", threshold=1
+    )
+    assert (result.score, result.has_passed, result.metadata["contains"]) == (1.0, True, True)
+    missing = score("lexical_overlap", "The capital is Rome.", "paris", algorithm="substring")
+    assert missing.metadata["contains"] is False
+    assert missing.score < 1
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"algorithm": "levenshtein", "method": "recall"},
+            "evaluation.config.method: the levenshtein algorithm has one score, no method",
+        ),
+        (
+            {"algorithm": "rouge", "method": "jaccard"},
+            "evaluation.config.method: ROUGE has precision, recall and f1, not jaccard",
+        ),
+        ({"n": 2}, "evaluation.config.n: only the rouge algorithm has it"),
+        (
+            {"algorithm": "rouge", "variant": "rouge-l", "n": 2},
+            "evaluation.config.n: ROUGE-L compares whole word sequences",
+        ),
+        ({"algorithm": "rouge", "n": 0}, "evaluation.config.n: Input should be greater"),
+        ({"algorithm": "bleu"}, "evaluation.config.algorithm: Input should be"),
+    ],
+)
+def test_a_lexical_config_that_does_not_fit_its_algorithm_is_refused_naming_the_field(
+    config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        make_request("lexical_overlap", "a", "b", **config)
+    assert message in str(caught.value)
+
+
+# --- numeric_similarity -------------------------------------------------------------------------
+
+
+def test_numeric_similarity_passes_within_its_relative_tolerance() -> None:
+    result = score("numeric_similarity", "Revenue was $1,050 million.", "1000", tolerance=0.1)
+    assert (result.has_passed, result.score) == (True, pytest.approx(0.95))
+    assert result.metadata["relative_difference"] == pytest.approx(0.05)
+    assert result.reason == (
+        "found 1,050 (the first number in the output), expected 1000: relative difference "
+        "0.05 is within the tolerance 0.1"
+    )
+
+
+def test_numeric_similarity_fails_outside_its_tolerance_and_scores_at_least_zero() -> None:
+    assert not score("numeric_similarity", "1,200", "1000", tolerance=0.1).has_passed
+    assert score("numeric_similarity", "-5000", "1000").score == 0.0
+
+
+def test_an_absolute_tolerance_passes_values_near_an_expected_zero() -> None:
+    result = score("numeric_similarity", "0.001", "0", absolute_tolerance=0.01)
+    assert result.has_passed
+    assert result.metadata["relative_difference"] is None  # infinite against 0
+
+
+def test_numeric_similarity_takes_the_number_from_a_pattern_group() -> None:
+    output = "Let me think: 12 + 30. Final answer: 42"
+    assert not score("numeric_similarity", output, "42").has_passed
+    assert score("numeric_similarity", output, "42", pattern=r"answer:\s*(\S+)").has_passed
+
+
+def test_an_output_without_a_number_scores_zero_with_the_reason() -> None:
+    result = score("numeric_similarity", "I am not sure.", "42")
+    assert (result.score, result.has_passed) == (0.0, False)
+    assert result.reason == "no number in the output: 'I am not sure.'"
+
+
+def test_numeric_similarity_reads_comma_decimals_when_told() -> None:
+    assert score("numeric_similarity", "3,5 kg", "3,5", decimal_separator=",").has_passed
+
+
+def test_an_expected_output_without_exactly_one_number_is_a_bad_request() -> None:
+    with pytest.raises(ValidationError, match=r"target\.expected_output: holds no number"):
+        make_request("numeric_similarity", "42", "forty-two")
+    with pytest.raises(ValidationError, match=r"target\.expected_output: holds 2 numbers"):
+        make_request("numeric_similarity", "42", "between 40 and 45")
+
+
+def test_a_numeric_pattern_with_two_groups_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"evaluation\.config\.pattern: has 2 groups"):
+        make_request("numeric_similarity", "42", "42", pattern=r"(a)(b)")
