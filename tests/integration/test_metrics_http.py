@@ -17,9 +17,9 @@ import redis
 
 import workers
 from config.settings import Settings
-from middleware.dead_letters import DeadLetters
-from middleware.errors import Throttled
-from middleware.history import History
+from middleware.core.errors import Throttled
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
 from tests.support.policy import write_test_policy
 from tests.support.pools import WorkerPools
 from tests.support.requests import target_of
