@@ -24,6 +24,7 @@ from config.settings import Settings
 from middleware.abort import AbortWatcher
 from middleware.dead_letters import DeadLetters
 from middleware.error_policy import ErrorPolicy
+from middleware.heartbeat import Heartbeat
 from middleware.history import History, JobHistory
 from middleware.keys import DRAMATIQ_NAMESPACE
 from middleware.sentry import InvalidSentryDsn, SentryReporter, init_sentry
@@ -84,7 +85,15 @@ def build_middleware(settings: Settings, client: redis.Redis, policy: Policy) ->
             sentry=init_sentry_or_exit(settings, client),
         ),
         AbortWatcher(client),
+        *_liveness(settings),
     ]
+
+
+def _liveness(settings: Settings) -> list[Middleware]:
+    """The heartbeat middleware when a liveness file is configured (Kubernetes), else none."""
+    if settings.heartbeat_file is None:
+        return []
+    return [Heartbeat(settings.heartbeat_file, interval_s=settings.heartbeat_interval_s)]
 
 
 def build_broker(
