@@ -18,7 +18,8 @@ def instructions() -> list[tuple[str, str]]:
     lines = [line.strip() for line in text.splitlines()]
     return [
         (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
-        for line in lines if line and not line.startswith("#")
+        for line in lines
+        if line and not line.startswith("#")
     ]
 
 
@@ -72,7 +73,8 @@ def test_the_image_reads_its_policy_where_the_manifests_mount_the_configmap(
 ) -> None:
     env = {
         key: value
-        for op, args in instructions() if op == "ENV"
+        for op, args in instructions()
+        if op == "ENV"
         for key, value in (word.split("=", 1) for word in shlex.split(args))
     }
     for deployment in workers_of(rendered["production"]):
@@ -88,9 +90,10 @@ def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
     build, _ = stages()
     copied = {
         word.rstrip("/")
-        for op, args in build if op == "COPY" and not args.startswith("--from")
+        for op, args in build
+        if op == "COPY" and not args.startswith("--from")
         for word in args.split()[:-1]
     }
     assert copied <= allowed, copied - allowed
-    packages = re.search(r'packages = \[([^\]]*)\]', (REPO_ROOT / "pyproject.toml").read_text())
+    packages = re.search(r"packages = \[([^\]]*)\]", (REPO_ROOT / "pyproject.toml").read_text())
     assert packages and set(re.findall(r'"([^"]+)"', packages.group(1))) <= copied

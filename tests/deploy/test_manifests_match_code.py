@@ -264,3 +264,37 @@ def test_every_worker_probe_reads_the_heartbeat_file_its_worker_writes(
             assert command[:4] == ["python", "-m", "middleware.heartbeat", beat], kind
             # Several beats may be missed (a slow PING) before the probe calls the worker stale.
             assert float(option(command, "--max-age-s")) >= 3 * interval_s, kind
+
+
+# --- production placement and Sentry -------------------------------------------------------------
+
+
+def sentry_ref(deployment: Manifest) -> dict[str, Any]:
+    (env,) = [e for e in container(deployment)["env"] if e["name"] == "SENTRY_DSN"]
+    ref: dict[str, Any] = env["valueFrom"]["secretKeyRef"]
+    return ref
+
+
+def test_production_requires_sentry_and_dev_runs_without_it(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    assert all(sentry_ref(d)["optional"] is False for d in workers_of(rendered["production"]))
+    assert all(sentry_ref(d)["optional"] is True for d in workers_of(rendered["dev"]))
+    assert settings_configmap(rendered["production"])["EVALQ_ENV"] == "production"
+    assert settings_configmap(rendered["dev"])["EVALQ_ENV"] == "development"
+
+
+def test_production_spreads_each_lane_over_nodes_and_zones(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    for deployment in workers_of(rendered["production"]):
+        spec = deployment["spec"]["template"]["spec"]
+        (term,) = spec["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        own = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        assert own["evalq/queue"] == queue_of(deployment)
+        assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        spread = {c["topologyKey"]: c for c in spec["topologySpreadConstraints"]}
+        assert set(spread) == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        assert all("evalq/queue" in c["matchLabelKeys"] for c in spread.values())

@@ -30,9 +30,7 @@ def uv() -> str:
 
 
 def run(*argv: str, cwd: Path = REPO_ROOT) -> str:
-    result = subprocess.run(
-        argv, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
+    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, f"{' '.join(argv)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -44,14 +42,35 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     run(uv(), "build", "--wheel", "--out-dir", str(root / "dist"), "--quiet")
     (wheel,) = (root / "dist").glob("evalq-*.whl")
     requirements = root / "requirements.txt"
-    run(uv(), "export", "--locked", "--no-dev", "--no-emit-project",
-        "--format", "requirements-txt", "--quiet", "-o", str(requirements))
+    run(
+        uv(),
+        "export",
+        "--locked",
+        "--no-dev",
+        "--no-emit-project",
+        "--format",
+        "requirements-txt",
+        "--quiet",
+        "-o",
+        str(requirements),
+    )
     venv = root / "venv"
     run(uv(), "venv", "--quiet", "--python", sys.executable, str(venv))
     python = str(venv / "bin" / "python")
     # --offline: everything comes from the cache `make sync` filled; same pins, same hashes.
-    run(uv(), "pip", "install", "--quiet", "--offline", "--python", python,
-        "--require-hashes", "--no-deps", "-r", str(requirements))
+    run(
+        uv(),
+        "pip",
+        "install",
+        "--quiet",
+        "--offline",
+        "--python",
+        python,
+        "--require-hashes",
+        "--no-deps",
+        "-r",
+        str(requirements),
+    )
     run(uv(), "pip", "install", "--quiet", "--offline", "--python", python, "--no-deps", str(wheel))
     yield wheel, venv
 
@@ -72,11 +91,18 @@ def test_the_installed_wheel_finds_its_shipped_policy_by_package_path(
     wheel_venv: tuple[Path, Path], tmp_path: Path
 ) -> None:
     _, venv = wheel_venv
-    code = "from config.settings import Settings; import workers.lanes as l; " \
-           "print(Settings().policy_file); print(l.__file__)"
+    code = (
+        "from config.settings import Settings; import workers.lanes as l; "
+        "print(Settings().policy_file); print(l.__file__)"
+    )
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True,
-        text=True, timeout=60, check=False, env=isolated_env(PATH="/usr/bin:/bin"),
+        [str(venv / "bin" / "python"), "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=isolated_env(PATH="/usr/bin:/bin"),
     )
     assert result.returncode == 0, result.stderr
     policy, module = (Path(line) for line in result.stdout.splitlines())
@@ -91,11 +117,24 @@ def test_the_installed_wheel_boots_dramatiq_workers_and_runs_a_job(
     workdir = tmp_path / "empty"
     workdir.mkdir()
     beat = tmp_path / "heartbeat"
-    argv = [str(venv / "bin" / "dramatiq"), "workers", "--processes", "1", "--threads", "1",
-            "--queues", "evaluations.live", "--worker-shutdown-timeout", "5000"]
+    argv = [
+        str(venv / "bin" / "dramatiq"),
+        "workers",
+        "--processes",
+        "1",
+        "--threads",
+        "1",
+        "--queues",
+        "evaluations.live",
+        "--worker-shutdown-timeout",
+        "5000",
+    ]
     env = isolated_env(
-        EVALQ_REDIS_URL=redis_url, EVALQ_ENV="test", EVALQ_HEARTBEAT_FILE=str(beat),
-        EVALQ_HEARTBEAT_INTERVAL_S="0.5", dramatiq_worker_timeout="200",
+        EVALQ_REDIS_URL=redis_url,
+        EVALQ_ENV="test",
+        EVALQ_HEARTBEAT_FILE=str(beat),
+        EVALQ_HEARTBEAT_INTERVAL_S="0.5",
+        dramatiq_worker_timeout="200",
     )
     group = ProcessGroup()
     log = tmp_path / "worker.log"
