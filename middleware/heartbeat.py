@@ -83,6 +83,8 @@ class Heartbeat(Middleware):
 
     def before_worker_boot(self, broker: Broker, worker: Any) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A restarted container keeps its emptyDir: the last container's beat is not ours.
+        self.path.unlink(missing_ok=True)
         self._stop.clear()
         self._draining.clear()
         client = _ping_client(broker, self.interval_s)
@@ -115,13 +117,19 @@ class Heartbeat(Middleware):
         # The first check waits one interval: Worker.start() creates the threads after this hook.
         was_healthy = True
         while not self._stop.wait(self.interval_s):
-            healthy = self.healthy(client, worker)
-            if healthy:
-                self.path.touch()
-            elif was_healthy:
-                logger.warning("Worker unhealthy (Redis or a worker thread): heartbeat paused.")
+            healthy = self.healthy(client, worker) and self._touch()
+            if not healthy and was_healthy:
+                logger.warning("Worker unhealthy (Redis, a thread or the file): heartbeat paused.")
             was_healthy = healthy
         client.close()
+
+    def _touch(self) -> bool:
+        try:
+            self.path.touch()
+        except OSError:
+            logger.warning("Cannot write the heartbeat file %s.", self.path, exc_info=True)
+            return False
+        return True
 
 
 def _ping_client(broker: Broker, timeout_s: float) -> Any:

@@ -132,6 +132,7 @@ def test_with_redis_stopped_the_heartbeat_goes_stale_within_the_probe_window(
         stopped = time.monotonic()
         wait_until(lambda: run_probe(beat).returncode == 1, MAX_AGE_S + 5, "a stale heartbeat")
         took = time.monotonic() - stopped
+        print(f"heartbeat stale {took:.2f} s after Redis stopped (window {MAX_AGE_S} s)")
         assert took <= MAX_AGE_S + 2 * INTERVAL_S + 1.0
         # The worker process is still running: only the heartbeat says it is stuck.
         assert all(code is None for code in pools.group.poll().values())
@@ -168,6 +169,30 @@ def test_a_dead_consumer_thread_stops_the_heartbeat_before_any_job_ran(
         time.sleep(6 * INTERVAL_S)
         assert mtime(beat) == last
         assert run_probe(beat, max_age_s=5 * INTERVAL_S).returncode == 1
+    finally:
+        worker.stop(timeout=2000)
+        broker.close()
+
+
+def test_a_restarted_worker_does_not_pass_on_the_previous_containers_heartbeat(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # The emptyDir outlives a container restart; the file left in it must not count.
+    beat = tmp_path / "heartbeat"
+    beat.touch()
+    interval_s = 1.0
+    broker = RedisBroker(
+        client=redis.Redis.from_url(redis_url),
+        middleware=[Heartbeat(beat, interval_s=interval_s)],
+        namespace="heartbeat-test",
+    )
+    broker.declare_queue("lane")
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        assert run_probe(beat).returncode == 1
+        wait_until(beat.exists, 5 * interval_s, "the new worker's first beat")
+        assert run_probe(beat).returncode == 0
     finally:
         worker.stop(timeout=2000)
         broker.close()
