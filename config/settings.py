@@ -149,6 +149,14 @@ class Settings(BaseSettings):
         description="Broker commands out of a million that "
         "also look for dead workers' jobs to redeliver.",
     )
+    heartbeat_file: Path | None = Field(
+        default=None,
+        description="Liveness file each worker process touches while its Redis answers and its "
+        "threads live (`python -m middleware.heartbeat FILE` probes it). Unset: no file.",
+    )
+    heartbeat_interval_s: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds between liveness-file beats."
+    )
     dlq_max_records: int = Field(
         default=20_000,
         gt=0,

@@ -23,6 +23,7 @@ from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
 from middleware.abort import AbortWatcher
 from middleware.error_policy import ErrorPolicy
+from middleware.heartbeat import Heartbeat
 from middleware.job_history import JobHistory
 from middleware.redelivery import Redelivery
 from middleware.sentry import InvalidSentryDsn, SentryReporter, init_sentry
@@ -101,7 +102,15 @@ def build_middleware(
             sentry=init_sentry_or_exit(settings, client),
         ),
         AbortWatcher(client),
+        *_liveness(settings),
     ]
+
+
+def _liveness(settings: Settings) -> list[Middleware]:
+    """The heartbeat middleware when a liveness file is configured (Kubernetes), else none."""
+    if settings.heartbeat_file is None:
+        return []
+    return [Heartbeat(settings.heartbeat_file, interval_s=settings.heartbeat_interval_s)]
 
 
 def build_broker(
