@@ -134,7 +134,8 @@ class AbortWatcher(dramatiq.Middleware):
 
     # --- hooks -------------------------------------------------------------------------------
 
-    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+    def before_worker_boot(self, broker: Broker, worker: Any) -> None:
+        # Before the first job: Dramatiq 2.2 starts worker threads before after_worker_boot.
         self.start()
 
     def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:

@@ -124,7 +124,8 @@ class ErrorPolicy(dramatiq.Middleware):
         except InvalidRetryOption as error:
             raise InvalidActorOptions(str(error)) from None
 
-    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+    def before_worker_boot(self, broker: Broker, worker: Any) -> None:
+        # Before the first job: Dramatiq 2.2 starts worker threads before after_worker_boot.
         quiet_dramatiq_failure_logs()
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:

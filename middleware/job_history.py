@@ -40,7 +40,8 @@ class JobHistory(dramatiq.Middleware):
         except redis.RedisError:
             logger.warning("Could not record job %s as queued.", message.message_id, exc_info=True)
 
-    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+    def before_worker_boot(self, broker: Broker, worker: Any) -> None:
+        # Before the first job: Dramatiq 2.2 starts worker threads before after_worker_boot.
         self.history.start()
 
     def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
