@@ -165,7 +165,7 @@ def test_jobs_show_gives_the_state_and_attempt_timeline(
 
 def test_jobs_show_of_an_unknown_job_says_so(redis_url: str) -> None:
     completed = run_evalq("jobs", "show", "nope", redis_url=redis_url)
-    assert completed.returncode == 1
+    assert completed.returncode == 4
     assert "no job nope" in completed.stderr
 
 
