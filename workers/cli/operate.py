@@ -30,7 +30,7 @@ QueueOption = Annotated[str | None, typer.Option("--queue", help="Only this queu
 def _known_category(value: str | None) -> str | None:
     """Refuse a category outside the taxonomy, which would match nothing and look like none."""
     if value is not None and value not in CATEGORIES:
-        raise typer.BadParameter(f"unknown category {value!r}; known: {', '.join(CATEGORIES)}")
+        fail(f"--category: unknown category {value!r}; known: {', '.join(CATEGORIES)}")
     return value
 
 
