@@ -103,7 +103,7 @@ def test_jobs_show_shows_the_provider_error_of_every_attempt(jobs: Jobs, name: s
     [attempt] = stored["attempts"]
     assert provider_said(HOSTILE[name], attempt["error_message"])
     assert f"    {visible(attempt['error_type'] + ': ' + attempt['error_message'])}\n" in shown
-    assert f"error_message: {visible(stored['error_message'])}\n" in shown
+    assert f"error_message: {visible(stored['error_message'], multiline=True)}\n" in shown
 
 
 def test_dlq_list_shows_every_error_whole_and_every_id_uncut(jobs: Jobs) -> None:
@@ -121,7 +121,7 @@ def test_dlq_show_shows_the_error_and_the_request_field_exactly(jobs: Jobs, name
     [record] = [r for r in dead_letters().list().records if r.job_id == jobs.failed[name]]
     shown = human("dlq", "show", record.id, redis_url=jobs.redis_url)
     assert provider_said(HOSTILE[name], record.error_message)
-    assert f"error_message: {visible(record.error_message)}\n" in shown
+    assert f"error_message: {visible(record.error_message, multiline=True)}\n" in shown
     [args] = record.payload["args"]
     assert args["target"]["actual_output"] == HOSTILE[name]
     # The payload is shown as JSON: the field is JSON-escaped, then made printable.

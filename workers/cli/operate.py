@@ -108,7 +108,7 @@ def jobs_show(job_id: str, as_json: JsonFlag = False) -> None:
     ]  # fmt: skip
     for key in ("category", "dead_letter_id", "error_type", "error_message"):
         if document.get(key):
-            lines.append(field(key, document[key]))
+            lines.append(field(key, document[key], multiline=key == "error_message"))
     lines.extend(attempt_lines(document["attempts"]))
     out.print(*lines, sep="\n", soft_wrap=True)
 
@@ -218,7 +218,7 @@ def dlq_show(record_id: str, as_json: JsonFlag = False) -> None:
             value = f"{_when(value)} UTC ({value})"
         elif key == "chain_types":
             value = " <- ".join(value)
-        lines.append(field(key, "" if value is None else value))
+        lines.append(field(key, "" if value is None else value, multiline=key in _MULTILINE))
     lines += [Text("attempts:", style="bold"), *attempt_lines(document["attempts"])]
     payload = json.dumps(document["payload"], indent=2, ensure_ascii=False)
     lines += [Text("payload:", style="bold"), literal(payload, multiline=True)]
@@ -226,6 +226,8 @@ def dlq_show(record_id: str, as_json: JsonFlag = False) -> None:
     out.print(*lines, sep="\n", soft_wrap=True)
 
 
+#: Fields of a dead-letter record shown with their line breaks (a pydantic error has many).
+_MULTILINE = frozenset({"error_message", "reason"})
 #: Fields of a dead-letter record that hold milliseconds since the epoch.
 _TIMES = frozenset({"first_failure_at", "last_failure_at", "dead_at"})
 

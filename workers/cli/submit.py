@@ -68,8 +68,8 @@ def submit(
         fail(str(error))
     parsed, errors = read_requests(file, max_request_bytes=workers.settings.max_request_bytes)
     if errors:
-        for error in errors:
-            err.print(literal(str(error)), soft_wrap=True)
+        for bad_line in errors:
+            err.print(literal(str(bad_line)), soft_wrap=True)
         fail(f"{len(errors)} bad line(s) in {file}; nothing was enqueued")
     connect()
     requests = [request for _, request in parsed]
