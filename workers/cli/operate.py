@@ -382,7 +382,5 @@ def policy_explain(
     if as_json:
         print_json(document)
         return
-    table = Table(show_header=False)
-    for key, value in document.items():
-        table.add_row(key, str(value))
-    out.print(table)
+    # The message is the user's, and may hold anything: shown literally.
+    out.print(*(field(key, value) for key, value in document.items()), sep="\n", soft_wrap=True)
