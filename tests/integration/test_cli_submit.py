@@ -38,12 +38,19 @@ def same_evaluation(count: int, *, outputs: list[str]) -> list[dict[str, Any]]:
 
 
 def test_submit_wait_that_times_out_says_so_and_exits_3(redis_url: str, tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "in.jsonl", [rule_request(), rule_request()])  # no worker
+    requests = same_evaluation(2, outputs=["hello"])
+    requests[0]["evaluation"]["name"] = "[/red]\x1b[2J\u202eeman"  # shown literally, not obeyed
+    path = write_jsonl(tmp_path / "in.jsonl", requests)  # no worker: they stay queued
     completed = run_evalq("submit", str(path), "--wait", "--timeout", "1", redis_url=redis_url)
     assert completed.returncode == 3
     assert "evalq: timed out after 1 s: 2 of 2 job(s) not finished" in completed.stderr
     assert "2 job(s): 2 queued\n" in completed.stdout
     assert "2 new job(s) on lane batch (evaluations.batch)\n" in completed.stdout
+    evaluation = requests[0]["evaluation"]["uuid"]
+    # evaluation, name, passed, failed, no result, mean score
+    assert f"{evaluation}  [/red]\\x1b[2J\\u202eeman  0       0       2          -\n" in (
+        completed.stdout
+    )
 
 
 def test_submit_wait_reports_progress_then_jobs_by_state_and_scores_per_evaluation(
