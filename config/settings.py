@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         gt=0,
         description="The window of dedup mode `window`, in seconds (at most EVALQ_JOB_TTL_S).",
     )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest evaluation request accepted at submission (its JSON encoding in "
+        "UTF-8), in bytes; a larger one is refused and nothing is enqueued.",
+    )
     # --- lanes: one queue and one worker pool each (`evalq up` starts them) ---------------------
     live_processes: int = Field(default=1, ge=1, description="Worker processes of the live lane.")
     live_threads: int = Field(default=4, ge=1, description="Threads per live worker process.")

@@ -30,6 +30,8 @@ from workers.deduplication import (
     resolve_dedup,
 )
 from workers.evaluations.models import EvaluationRequest, EvaluationResult
+from workers.request_size import RequestTooLarge as RequestTooLarge  # re-exported for callers
+from workers.request_size import check_sizes
 from workers.results import ResultStore
 
 Lane = Literal["live", "batch"]
@@ -41,14 +43,31 @@ _REQUESTS = TypeAdapter(list[EvaluationRequest])
 
 
 class JobFailed(Exception):
-    """The job ended without a result (dead-lettered, aborted or dropped)."""
+    """The job ended without a result (dead-lettered, aborted or dropped).
 
-    def __init__(self, job_id: str, state: str, error: str | None) -> None:
-        detail = f": {error}" if error else ""
+    Attributes: ``job_id``, ``state``, ``error`` (the last error's message), ``category`` (the
+    error category that ended it) and ``dead_letter_id`` (its record, for ``evalq dlq show``);
+    each None when the job's record does not say.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        state: str,
+        error: str | None,
+        *,
+        category: str | None = None,
+        dead_letter_id: str | None = None,
+    ) -> None:
+        detail = f" ({category})" if category else ""
+        detail += f": {error}" if error else ""
+        detail += f"; dead letter {dead_letter_id}" if dead_letter_id else ""
         super().__init__(f"job {job_id} ended as {state}{detail}")
         self.job_id = job_id
         self.state = state
         self.error = error
+        self.category = category
+        self.dead_letter_id = dead_letter_id
 
 
 @dataclass(frozen=True)
@@ -87,7 +106,13 @@ class JobHandle:
                     raise JobFailed(self.id, "succeeded", "its result has expired")
                 return stored
             if state in TERMINAL_STATES:
-                raise JobFailed(self.id, state, info.get("error_message"))
+                raise JobFailed(
+                    self.id,
+                    state,
+                    info.get("error_message"),
+                    category=info.get("category"),
+                    dead_letter_id=info.get("dead_letter_id"),
+                )
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {self.id} still {state or 'unknown'} after {timeout}s")
             time.sleep(poll_s)
@@ -113,6 +138,7 @@ def submit_evaluation(
 
     Raises:
       pydantic.ValidationError: the request is invalid; nothing is enqueued.
+      RequestTooLarge: the request is over ``EVALQ_MAX_REQUEST_BYTES``; nothing is enqueued.
       DedupError: ``dedup`` and ``dedup_window_s`` do not fit together; nothing is enqueued.
     """
     chosen = dedup_for(dedup, dedup_window_s)
@@ -121,6 +147,7 @@ def submit_evaluation(
         if isinstance(request, EvaluationRequest)
         else EvaluationRequest.model_validate(request)
     )
+    check_sizes([parsed], workers.settings.max_request_bytes)
     return _enqueue([parsed], lane=lane, idempotency_keys=[idempotency_key], dedup=chosen)[0]
 
 
@@ -132,7 +159,8 @@ def submit_many(
     dedup_window_s: float | None = None,
 ) -> list[JobHandle]:
     """Validate every request first (a ``ValidationError`` names the index and field and nothing
-    is enqueued), then enqueue them all on ``lane``, in order, deduplicated as
+    is enqueued; so does ``RequestTooLarge`` for one over ``EVALQ_MAX_REQUEST_BYTES``), then
+    enqueue them all on ``lane``, in order, deduplicated as
     ``submit_evaluation`` does (each by its own ``idempotency_key`` or the default one).
 
     Requests go to Redis ``SUBMIT_CHUNK`` at a time, one round trip per chunk. Each one is
@@ -142,6 +170,7 @@ def submit_many(
     """
     chosen = dedup_for(dedup, dedup_window_s)
     parsed = _REQUESTS.validate_python(list(requests))
+    check_sizes(parsed, workers.settings.max_request_bytes)
     return _enqueue(parsed, lane=lane, idempotency_keys=[None] * len(parsed), dedup=chosen)
 
 

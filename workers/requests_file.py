@@ -1,4 +1,10 @@
-"""Read a JSONL file of EvaluationRequests, reporting every bad line by number."""
+"""Read a JSONL file of EvaluationRequests, reporting every bad line by number.
+
+Lines are split on ``\\n`` only (a ``\\r`` before it is JSON whitespace): a request may hold
+U+2028, U+0085 or a form feed inside a string, which other line splitters cut at. Each line is
+decoded on its own, so bytes that are not UTF-8 are reported with their line and column and
+the other lines are still checked.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from workers.evaluations.models import EvaluationRequest
+from workers.request_size import encoded_size, too_large_message
 
 
 @dataclass(frozen=True)
 class LineError:
-    """What is wrong with one line of the file."""
+    """What is wrong with one line of the file (line 0: the file as a whole)."""
 
     path: Path
     line: int
@@ -33,31 +40,50 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def read_requests(path: Path) -> tuple[list[tuple[int, EvaluationRequest]], list[LineError]]:
+def read_requests(
+    path: Path, *, max_request_bytes: int | None = None
+) -> tuple[list[tuple[int, EvaluationRequest]], list[LineError]]:
     """Parse ``path``: the valid requests with their line numbers, and the errors of bad lines.
 
-    Blank lines are skipped. A file that cannot be read is one error on line 0.
+    Blank lines are skipped. A request whose JSON encoding is larger than ``max_request_bytes``
+    is a bad line. A file that cannot be read, or holds no request, is one error on line 0.
     """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return [], [LineError(path, 0, f"cannot read the file: {error.strerror or error}")]
     requests: list[tuple[int, EvaluationRequest]] = []
     errors: list[LineError] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        return [], [LineError(path, 0, f"cannot read the file: {error}")]
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as error:
-            errors.append(
-                LineError(path, number, f"not valid JSON: {error.msg} at column {error.colno}")
-            )
-            continue
-        try:
-            requests.append((number, EvaluationRequest.model_validate(data)))
-        except ValidationError as error:
-            errors.append(LineError(path, number, describe_validation_error(error)))
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        outcome = _parse_line(raw, max_request_bytes)
+        if isinstance(outcome, EvaluationRequest):
+            requests.append((number, outcome))
+        elif outcome is not None:
+            errors.append(LineError(path, number, outcome))
     if not requests and not errors:
         errors.append(LineError(path, 0, "the file holds no requests"))
     return requests, errors
+
+
+def _parse_line(raw: bytes, max_request_bytes: int | None) -> EvaluationRequest | str | None:
+    """The request on one line, what is wrong with it, or None for a blank line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        column = len(raw[: error.start].decode("utf-8")) + 1
+        return f"not valid UTF-8 at column {column} (byte 0x{raw[error.start]:02x})"
+    if not line.strip():
+        return None
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as error:
+        return f"not valid JSON: {error.msg} at column {error.colno}"
+    try:
+        request = EvaluationRequest.model_validate(data)
+    except ValidationError as error:
+        return describe_validation_error(error)
+    if max_request_bytes is not None:
+        size = encoded_size(request)
+        if size > max_request_bytes:
+            return too_large_message(size, max_request_bytes)
+    return request

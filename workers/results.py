@@ -51,6 +51,18 @@ class ResultStore:
         raw = self.client.get(result_key(evaluation_uuid, target_uuid))
         return None if raw is None else EvaluationResult.model_validate_json(raw)
 
+    def get_many(self, pairs: list[tuple[str, str]]) -> list[EvaluationResult | None]:
+        """``get`` for many (evaluation uuid, target uuid) pairs, 500 to a round trip."""
+        found: list[EvaluationResult | None] = []
+        for start in range(0, len(pairs), 500):
+            chunk = pairs[start : start + 500]
+            raws = self.client.mget([result_key(e, t) for e, t in chunk])
+            found.extend(
+                None if raw is None else EvaluationResult.model_validate_json(raw)
+                for raw in raws  # type: ignore[union-attr]
+            )
+        return found
+
     def iter_evaluation(self, evaluation_uuid: str) -> Iterator[EvaluationResult]:
         """Every stored result of one evaluation, in target-uuid order."""
         targets = sorted(

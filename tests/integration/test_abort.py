@@ -257,9 +257,9 @@ def test_aborting_a_dead_lettered_job_leaves_its_record_as_it_is(
     assert redis_client.exists(keys.abort_key(handle.id)) == 0
 
 
-def test_aborting_an_unknown_job_says_so_and_exits_1(redis_url: str) -> None:
+def test_aborting_an_unknown_job_says_so_and_exits_4(redis_url: str) -> None:
     completed = run_evalq("abort", "no-such-job", "--json", redis_url=redis_url)
-    assert completed.returncode == 1, completed.stderr
+    assert completed.returncode == 4, completed.stderr
     assert json.loads(completed.stdout) == {
         "job_id": "no-such-job",
         "state_before": None,

@@ -11,6 +11,7 @@ import redis
 from tests.support.cli import run_evalq
 from tests.support.pools import WorkerPools
 from tests.support.requests import rule_request
+from workers import client
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +99,17 @@ def test_submit_wait_then_result_and_status_show_the_finished_job(
     assert [w["queues"] for w in snapshot["workers"]] == [["evaluations.batch"]]
 
 
-def test_result_of_an_unknown_job_says_so(redis_url: str) -> None:
+def test_result_of_an_unknown_job_says_so_with_exit_code_4(redis_url: str) -> None:
     completed = run_evalq("result", "no-such-job", "--json", redis_url=redis_url)
-    assert completed.returncode == 1
+    assert completed.returncode == 4
     assert "no job no-such-job" in completed.stderr
+
+
+def test_result_of_a_job_not_finished_yet_says_so_with_exit_code_3(redis_url: str) -> None:
+    handle = client.submit_evaluation(rule_request())  # no worker: it stays queued
+    completed = run_evalq("result", handle.id, redis_url=redis_url)
+    assert completed.returncode == 3
+    assert f"job {handle.id} has no result yet (state: queued)" in completed.stderr
 
 
 def test_a_client_command_without_any_redis_says_what_to_do(tmp_path: Path) -> None:

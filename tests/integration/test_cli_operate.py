@@ -166,7 +166,7 @@ def test_jobs_show_gives_the_state_and_attempt_timeline(
 
 def test_jobs_show_of_an_unknown_job_says_so(redis_url: str) -> None:
     completed = run_evalq("jobs", "show", "nope", redis_url=redis_url)
-    assert completed.returncode == 1
+    assert completed.returncode == 4
     assert "no job nope" in completed.stderr
 
 
@@ -234,3 +234,24 @@ def test_dlq_list_with_a_bad_time_names_the_option(redis_url: str) -> None:
     completed = run_evalq("dlq", "list", "--since", "yesterday", redis_url=redis_url)
     assert completed.returncode == 2
     assert "--since: 'yesterday' is neither an ISO time nor epoch milliseconds" in completed.stderr
+
+
+def test_status_shows_nacked_messages_and_custom_queues_with_messages(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    redis_client.zadd(keys.nacked_key(BATCH), {"m-1": now_ms()})
+    redis_client.zadd(keys.nacked_key(keys.delay_queue_name("reports")), {"m-2": now_ms()})
+    redis_client.hset(keys.queue_messages_key("reports"), "m-3", "{}")
+    redis_client.rpush(keys.queue_key("reports"), "m-3")
+    snapshot = evalq_json("status", redis_url=redis_url)
+    assert list(snapshot["queues"]) == ["evaluations.live", BATCH, "default", "reports"]
+    assert (snapshot["queues"][BATCH]["nacked"], snapshot["queues"]["reports"]["nacked"]) == (1, 1)
+    assert snapshot["queues"]["reports"]["ready"] == 1
+
+    shown = run_evalq("status", redis_url=redis_url)
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines() if line}
+    assert rows["queue"] == ["ready", "delayed", "running", "dead_lettered", "throttled", "nacked"]
+    assert rows[BATCH] == ["0", "0", "0", "0", "0", "1"]
+    assert rows["reports"] == ["1", "0", "0", "0", "0", "1"]
+    assert "2 message(s) in Dramatiq's dead sets (nacked)" in shown.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -126,3 +127,54 @@ def test_demo_runs_the_bundled_dataset_and_ends_with_its_summary(tmp_path: Path)
         if str(tmp_path) in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []
+
+
+def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    up = subprocess.Popen(
+        [EVALQ, "up"],
+        cwd=tmp_path,
+        env=evalq_env(None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for_file(tmp_path / ".evalq" / "up.json", up)
+    time.sleep(1.0)  # let the pools fork their worker processes
+    children = descendants(up.pid)
+    up.send_signal(signal.SIGTERM)
+    output, _ = up.communicate(timeout=60)
+    assert up.returncode == 0, output
+    assert "evalq up: stopping worker pools, then Redis" in output
+    assert "Traceback" not in output
+    assert wait_gone(children) == []
+    assert not (tmp_path / ".evalq" / "up.json").exists()
+
+
+def test_up_started_in_the_background_of_a_script_stops_on_sigint(tmp_path: Path) -> None:
+    # A shell without job control starts `cmd &` with SIGINT ignored; Python keeps it ignored
+    # unless told otherwise, and Ctrl-C (or `kill -INT`) would do nothing.
+    log = tmp_path / "up.log"
+    script = subprocess.Popen(
+        ["sh", "-c", '"$0" up >"$1" 2>&1 & echo $!; wait', EVALQ, str(log)],
+        cwd=tmp_path,
+        env=evalq_env(None),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert script.stdout is not None
+    pid = int(script.stdout.readline())
+    try:
+        wait_for_file(tmp_path / ".evalq" / "up.json", script)
+        assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        time.sleep(1.0)
+        children = descendants(pid)
+        os.kill(pid, signal.SIGINT)
+        script.wait(timeout=60)
+    finally:
+        if psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "evalq up: stopping worker pools, then Redis" in output
+    assert "Traceback" not in output
+    assert wait_gone(children) == []
+    assert not (tmp_path / ".evalq" / "up.json").exists()

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from workers import client
+from workers.cli import exit_codes
 from workers.cli.common import JsonFlag, connect, out, print_json
+from workers.cli.text import literal
 
 
 def abort_job(
@@ -17,13 +19,16 @@ def abort_job(
     """Abort a job: a queued or delayed job never runs; a running job is interrupted in its
     worker. It ends as aborted in the DLQ (never retried; redrive runs it again).
 
-    Exit code 0 when an abort was requested, 1 when the job had already finished or is unknown.
+    Exit code 0 when an abort was requested, 1 when the job had already finished, 4 when it is
+    unknown.
     """
     connect()
     outcome = client.abort(job_id)
     if as_json:
         print_json(outcome.as_dict())
     else:
-        out.print(outcome.message, highlight=False, markup=False, soft_wrap=True)
+        out.print(literal(outcome.message), soft_wrap=True)
+    if outcome.state_before is None:
+        raise typer.Exit(exit_codes.NOT_FOUND)
     if not outcome.requested:
-        raise typer.Exit(1)
+        raise typer.Exit(exit_codes.FAILED)

@@ -8,9 +8,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 import workers
 from workers.bootstrap import repoint
+from workers.cli.text import literal
 from workers.local_redis import NoRedisError, existing_url
 
 out = Console()
@@ -21,7 +23,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``message`` as the command's error and exit with ``code``."""
-    err.print(f"[red]evalq:[/red] {message}", highlight=False, markup=True)
+    # The message may hold what a user typed or a job holds: shown literally, never as markup.
+    line = Text.assemble(("evalq:", "red"), " ", literal(message, multiline=True))
+    err.print(line, soft_wrap=True)
     raise typer.Exit(code)
 
 

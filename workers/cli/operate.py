@@ -10,19 +10,34 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 import workers
 from config.policy import CATEGORIES, PolicyError, load_policy
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import History
+from workers.cli import exit_codes
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
+from workers.cli.text import aligned, field, literal
 
 jobs_app = typer.Typer(help="Follow jobs.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect, redrive and purge dead letters.", no_args_is_help=True)
 policy_app = typer.Typer(help="Check and explain the error policy.", no_args_is_help=True)
 
 QueueOption = Annotated[str | None, typer.Option("--queue", help="Only this queue.")]
-CategoryOption = Annotated[str | None, typer.Option("--category", help="Only this category.")]
+
+
+def _known_category(value: str | None) -> str | None:
+    """Refuse a category outside the taxonomy, which would match nothing and look like none."""
+    if value is not None and value not in CATEGORIES:
+        fail(f"--category: unknown category {value!r}; known: {', '.join(CATEGORIES)}")
+    return value
+
+
+CategoryOption = Annotated[
+    str | None,
+    typer.Option("--category", help="Only this category.", callback=_known_category),
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
 AllFlag = Annotated[bool, typer.Option("--all", help="Every record matching the filters.")]
 Ids = Annotated[list[str] | None, typer.Argument(help="Dead-letter record ids.")]
@@ -61,10 +76,12 @@ def _store() -> DeadLetters:
     return dead_letter_store()
 
 
-def _when(ms: int | None) -> str:
+def _when(ms: int | str | None) -> str:
+    """Milliseconds since the epoch as a UTC time to the millisecond; "" for none."""
     if not ms:
         return ""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    moment = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -72,24 +89,52 @@ def _when(ms: int | None) -> str:
 
 @jobs_app.command("show")
 def jobs_show(job_id: str, as_json: JsonFlag = False) -> None:
-    """A job's state and attempt timeline."""
+    """A job's state and attempt timeline (times in UTC).
+
+    Exit code 4 when the job is unknown (or its record has expired).
+    """
     connect()
     document = History(workers.broker.client).show(job_id)
     if document is None:
-        fail(f"no job {job_id} (unknown, or its record has expired)", code=1)
+        fail(f"no job {job_id} (unknown, or its record has expired)", code=exit_codes.NOT_FOUND)
     if as_json:
         print_json(document)
         return
-    out.print(f"job {job_id}: [bold]{document['state']}[/bold] on {document['queue']} "
-              f"({document['actor']})")  # fmt: skip
-    table = Table("n", "started", "finished", "outcome", "category", "error")
-    for attempt in document["attempts"]:
-        error = f"{attempt['error_type'] or ''}: {attempt['error_message'] or ''}".strip(": ")
-        table.add_row(
-            str(attempt["n"]), _when(attempt["started_at"]), _when(attempt["finished_at"]),
-            attempt["outcome"] or "", attempt["category"] or "", error[:120],
-        )  # fmt: skip
-    out.print(table)
+    lines = [
+        Text.assemble(
+            "job ", literal(job_id), ": ", literal(document["state"], style="bold"), " on ",
+            literal(document["queue"]), " (", literal(document["actor"]), ")",
+        )
+    ]  # fmt: skip
+    for key in ("category", "dead_letter_id", "error_type", "error_message"):
+        if document.get(key):
+            lines.append(field(key, document[key], multiline=key == "error_message"))
+    lines.extend(attempt_lines(document["attempts"]))
+    out.print(*lines, sep="\n", soft_wrap=True)
+
+
+def attempt_lines(attempts: list[dict[str, Any]]) -> list[Text]:
+    """An attempt timeline as aligned rows, each attempt's error whole on the line below it."""
+    header = ("n", "started (UTC)", "finished (UTC)", "outcome", "category")
+    rows = [
+        (a["n"], _when(a.get("started_at")), _when(a.get("finished_at")), a.get("outcome") or "",
+         a.get("category") or "")
+        for a in attempts
+    ]  # fmt: skip
+    table = aligned(header, rows)
+    lines = [table[0]]
+    for attempt, line in zip(attempts, table[1:], strict=True):
+        lines.append(line)
+        error = _error_text(attempt.get("error_type"), attempt.get("error_message"))
+        if error:
+            lines.append(Text("    ") + literal(error))
+    return lines
+
+
+def _error_text(error_type: str | None, message: str | None) -> str:
+    if not error_type and not message:
+        return ""
+    return f"{error_type or 'error'}: {message or ''}"
 
 
 # --- dlq -------------------------------------------------------------------------------------
@@ -137,37 +182,54 @@ def dlq_list(
     if as_json:
         print_json({"records": rows, "next_cursor": page.next_cursor})
         return
-    table = Table("id", "job", "queue", "category", "rule", "attempts", "error", "dead at")
-    for row in rows:
-        table.add_row(row["id"], row["job_id"], row["queue"], row["category"], row["rule"] or "",
-                      str(row["attempts"]), f"{row['error_type']}: {row['error_message']}"[:80],
-                      _when(row["dead_at"]))  # fmt: skip
-    out.print(table)
+    header = ("id", "dead at (UTC)", "queue", "category", "rule", "attempts", "job")
+    table = aligned(header, [
+        (r["id"], _when(r["dead_at"]), r["queue"], r["category"], r["rule"] or "", r["attempts"],
+         r["job_id"])
+        for r in rows
+    ])  # fmt: skip
+    lines = [table[0]]
+    for row, line in zip(rows, table[1:], strict=True):
+        error = _error_text(row["error_type"], row["error_message"])
+        lines += [line, Text("    ") + literal(error)]
+    if not rows:
+        lines = [Text("no dead letters match")]
+    out.print(*lines, sep="\n", soft_wrap=True)
     if page.next_cursor:
-        out.print(f"more: evalq dlq list --cursor {page.next_cursor}")
+        out.print(f"more: evalq dlq list --cursor {page.next_cursor}", soft_wrap=True)
 
 
 @dlq_app.command("show")
 def dlq_show(record_id: str, as_json: JsonFlag = False) -> None:
-    """One dead letter in full: the error, its chain, the attempts and the payload."""
+    """One dead letter in full: the error, its chain, the attempts and the payload (times in
+    UTC). Exit code 4 when there is no such record."""
     record = _store().get(record_id)
     if record is None:
-        fail(f"no dead letter {record_id}", code=1)
+        fail(f"no dead letter {record_id}", code=exit_codes.NOT_FOUND)
     document = record.model_dump(mode="json")
     if as_json:
         print_json(document)
         return
+    lines = []
     for key, value in document.items():
         if key in ("traceback", "payload", "attempts"):
             continue
-        out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
-    out.print("[bold]attempts[/bold]:")
-    for attempt in document["attempts"]:
-        out.print(f"  {json.dumps(attempt)}", highlight=False, markup=False)
-    out.print("[bold]payload[/bold]:")
-    out.print(json.dumps(document["payload"], indent=2), highlight=False, markup=False)
-    out.print("[bold]traceback[/bold]:")
-    out.print(document["traceback"], highlight=False, markup=False)
+        if key in _TIMES:
+            value = f"{_when(value)} UTC ({value})"
+        elif key == "chain_types":
+            value = " <- ".join(value)
+        lines.append(field(key, "" if value is None else value, multiline=key in _MULTILINE))
+    lines += [Text("attempts:", style="bold"), *attempt_lines(document["attempts"])]
+    payload = json.dumps(document["payload"], indent=2, ensure_ascii=False)
+    lines += [Text("payload:", style="bold"), literal(payload, multiline=True)]
+    lines += [Text("traceback:", style="bold"), literal(document["traceback"], multiline=True)]
+    out.print(*lines, sep="\n", soft_wrap=True)
+
+
+#: Fields of a dead-letter record shown with their line breaks (a pydantic error has many).
+_MULTILINE = frozenset({"error_message", "reason"})
+#: Fields of a dead-letter record that hold milliseconds since the epoch.
+_TIMES = frozenset({"first_failure_at", "last_failure_at", "dead_at"})
 
 
 def _selection(ids: list[str] | None, everything: bool, queue: str | None,
@@ -207,7 +269,7 @@ def dlq_redrive(
         print_json({"dry_run": dry_run, "results": rows})
     else:
         for row in refused:
-            err.print(f"{row['id']}: not redriven: {row['reason']}", highlight=False)
+            err.print(literal(f"{row['id']}: not redriven: {row['reason']}"), soft_wrap=True)
         count = len(rows) - len(refused)
         out.print(f"{count} record(s) {'would be redriven' if dry_run else 'redriven'}")
     if refused:
@@ -320,7 +382,5 @@ def policy_explain(
     if as_json:
         print_json(document)
         return
-    table = Table(show_header=False)
-    for key, value in document.items():
-        table.add_row(key, str(value))
-    out.print(table)
+    # The message is the user's, and may hold anything: shown literally.
+    out.print(*(field(key, value) for key, value in document.items()), sep="\n", soft_wrap=True)
