@@ -187,7 +187,7 @@ def test_a_dead_lettered_job_does_not_hold_its_key_outside_window_mode(
 def test_window_returns_the_first_job_within_the_window_whatever_its_state(
     worker_pools: WorkerPools, provider: SimulatedProvider
 ) -> None:
-    window_s = 4.0
+    window_s = 8.0  # long enough for both jobs to end first, even on a loaded machine
     worker_pools.start("evaluations.live", env=provider_env(provider))
     succeeding, failing = llm_request(), llm_request()
     provider.script(target_of(failing), [Reply.tools_not_supported(), Reply.ok()])
