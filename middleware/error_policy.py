@@ -36,8 +36,9 @@ from middleware.sentry import SentryReporter
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
-from middleware.state.jobs import History, attempt_record, now_ms
-from middleware.state.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settle
+from middleware.state.jobs import QUEUED, RETRYING, History, attempt_record, now_ms
+from middleware.state.scripts import scripts_for
+from middleware.state.settlement import delayed_retry, retry_call, settle
 
 logger = logging.getLogger("evalq.error_policy")
 
@@ -86,7 +87,6 @@ class ErrorPolicy(dramatiq.Middleware):
         self.max_age_ms = dict(max_age_ms or {})
         self.sentry = sentry
         self.rand = rand
-        self._retry_script: Any = None
 
     @property
     def actor_options(self) -> set[str]:
@@ -254,7 +254,7 @@ class ErrorPolicy(dramatiq.Middleware):
                 error_type=type_name(root),
                 error_message=error_message(root),
             ),
-            state="retrying",
+            state=RETRYING,
         )
 
     def _throttle(
@@ -283,7 +283,7 @@ class ErrorPolicy(dramatiq.Middleware):
                 error_type=type_name(throttled),
                 error_message=str(throttled),
             ),
-            state="queued",
+            state=QUEUED,
         )
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
         with contextlib.suppress(redis.RedisError):
@@ -305,14 +305,13 @@ class ErrorPolicy(dramatiq.Middleware):
         ``carried`` options, the attempt ``entry`` in its timeline and ``state``."""
         redis_message_id, data = delayed_retry(message, eta=eta, carried=carried)
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        if self._retry_script is None:
-            self._retry_script = client.register_script(RETRY_SCRIPT)
         script_keys, args = retry_call(
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
             job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
-        settled = settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+        retry_script = scripts_for(client).retry
+        settled = settle(message, lambda: retry_script(keys=script_keys, args=args))
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; not rescheduled",
                            message.message_id)  # fmt: skip

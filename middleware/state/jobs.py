@@ -1,4 +1,18 @@
-"""Job history: each job's state and attempt timeline in Redis.
+"""Jobs: the job state machine, and each job's state and attempt timeline in Redis.
+
+This module owns the job states: Python code uses the names below, and the Lua scripts get them
+through ARGV (never spelled in a script). The transitions, and where each is written:
+
+    (new) --submit / enqueue--> queued        lua/submit.lua; History.record_enqueued (JobHistory)
+    queued | retrying --start--> running      History.start_attempt
+    running --retry--> retrying               lua/retry.lua (settles the delivery)
+    running --throttle--> queued              lua/retry.lua (our own rate limit: no budget spent)
+    running --succeed--> succeeded            History.record_state (buffered)
+    running --drop--> dropped                 History.record_state (buffered)
+    any but finished --dead letter--> dead_lettered | aborted   lua/dead_letter_add.lua
+    queued | retrying --abort--> aborted      lua/abort.lua (a running job: interrupted, then
+                                              dead-lettered as aborted)
+    dead_lettered | aborted --redrive--> queued   lua/dead_letter_redrive.lua
 
 The worker's hot path pays one synchronous round trip per attempt: the attempt counter and the
 "running" record go in one pipeline when the attempt starts (so a crash is visible). Outcomes are
@@ -13,8 +27,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal, get_args
 
 import redis
 
@@ -23,12 +37,42 @@ from middleware.state import keys
 
 logger = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "retrying", "succeeded", "dead_lettered", "aborted", "dropped")
-ACTIVE_STATES = frozenset({"queued", "running", "retrying"})
-TERMINAL_STATES = frozenset({"succeeded", "dead_lettered", "aborted", "dropped"})
+JobState = Literal[
+    "queued", "running", "retrying", "succeeded", "dead_lettered", "aborted", "dropped"
+]
+#: Every job state, in lifecycle order (the ``evalq jobs show`` contract).
+STATES: Final[tuple[JobState, ...]] = get_args(JobState)
+QUEUED: Final[JobState] = "queued"
+RUNNING: Final[JobState] = "running"
+RETRYING: Final[JobState] = "retrying"
+SUCCEEDED: Final[JobState] = "succeeded"
+DEAD_LETTERED: Final[JobState] = "dead_lettered"
+ABORTED: Final[JobState] = "aborted"
+DROPPED: Final[JobState] = "dropped"
+
+#: A job in one of these states may still run.
+ACTIVE_STATES: Final = frozenset({QUEUED, RUNNING, RETRYING})
+#: A job in one of these states has finished: nothing runs it again unless it is redriven.
+TERMINAL_STATES: Final = frozenset({SUCCEEDED, DEAD_LETTERED, ABORTED, DROPPED})
+#: A job in one of these states is waiting for a worker: an abort stops it at once.
+NOT_STARTED_STATES: Final = frozenset({QUEUED, RETRYING})
+
+#: The category of a job an operator aborted (``middleware.core.errors.JobAborted``).
+ABORTED_CATEGORY: Final = "aborted"
 
 #: Outcomes of one attempt, as the timeline records them.
 OUTCOMES = ("succeeded", "retried", "throttled", "dead_lettered", "dropped", "crashed", "aborted")
+
+
+def dead_state(category: str) -> JobState:
+    """The state of a job dead-lettered with ``category``: ``aborted`` for an abort, else
+    ``dead_lettered``."""
+    return ABORTED if category == ABORTED_CATEGORY else DEAD_LETTERED
+
+
+def state_list(states: Iterable[str]) -> str:
+    """``states`` as one script argument: names separated by spaces (``shared/states.lua``)."""
+    return " ".join(sorted(states))
 
 
 def now_ms() -> int:
@@ -95,7 +139,7 @@ class History:
         self._write_state(
             pipe,
             job_id,
-            {"state": "queued", "queue": queue, "actor": actor, "enqueued_at": now_ms()},
+            {"state": QUEUED, "queue": queue, "actor": actor, "enqueued_at": now_ms()},
         )
         pipe.execute()
 
@@ -116,7 +160,7 @@ class History:
         pipe.hset(
             keys.job_key(job_id),
             mapping={
-                "state": "running",
+                "state": RUNNING,
                 "queue": queue,
                 "actor": actor,
                 "started_at": started,
