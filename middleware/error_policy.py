@@ -36,7 +36,15 @@ from middleware.sentry import SentryReporter
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
-from middleware.state.jobs import QUEUED, RETRYING, History, attempt_record, now_ms
+from middleware.state.jobs import (
+    DROPPED,
+    QUEUED,
+    RETRYING,
+    SUCCEEDED,
+    History,
+    attempt_record,
+    now_ms,
+)
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import delayed_retry, retry_call, settle
 
@@ -121,7 +129,8 @@ class ErrorPolicy(dramatiq.Middleware):
         n, aborted = settle(
             message,
             lambda: self.history.start_attempt(
-                job_id, queue=queue, actor=actor, running_until=running_until
+                job_id, queue=queue, actor=actor, running_until=running_until,
+                enqueued_at=message.message_timestamp,
             ),
         )
         if aborted:
@@ -223,7 +232,11 @@ class ErrorPolicy(dramatiq.Middleware):
             attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
                            outcome="succeeded"),
         )  # fmt: skip
-        self.history.record_state(job_id, {"state": "succeeded", "finished_at": finished})
+        self.history.record_state(
+            job_id,
+            {"state": SUCCEEDED, "finished_at": finished},
+            enqueued_at=message.message_timestamp,
+        )
 
     def _retry(
         self,
@@ -333,7 +346,8 @@ class ErrorPolicy(dramatiq.Middleware):
         )  # fmt: skip
         self.history.record_state(
             message.message_id,
-            {"state": "dropped", "finished_at": finished, "category": decision.category},
+            {"state": DROPPED, "finished_at": finished, "category": decision.category},
+            enqueued_at=message.message_timestamp,
         )
 
     def _dead_letter(

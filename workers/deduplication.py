@@ -172,5 +172,6 @@ class Submission:
             QUEUED,
             RUNNING,
             state_list(dedup.holding_states),
+            keys.JOB_INDEX_PREFIX,
         ]
         return script_keys, args

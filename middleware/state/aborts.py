@@ -104,6 +104,7 @@ def request_abort(client: redis.Redis, job_id: str, *, ttl_s: int) -> AbortOutco
             QUEUED,
             ABORTED,
             ABORTED_CATEGORY,
+            keys.JOB_INDEX_PREFIX,
         ],
     )
     result, state, notified, queue, actor = (keys.text(v) for v in found)

@@ -72,6 +72,9 @@ def add_call(
         stored.error_type,
         stored.error_message,
         dead_state(stored.category),
+        stored.job_id,
+        stored.payload.get("message_timestamp") or "",
+        keys.JOB_INDEX_PREFIX,
     ]
     if held is not None:
         acks_key, messages_key, redis_message_id = held
@@ -122,6 +125,8 @@ def redrive_call(
         now_ms,
         job_ttl_s,
         QUEUED,
+        job_id,
+        keys.JOB_INDEX_PREFIX,
     ]
 
 

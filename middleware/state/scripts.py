@@ -3,9 +3,10 @@
 A script file starts with a header naming each ``KEYS[i]`` and ``ARGV[i]``, then turns each into
 a named ``local`` (as Dramatiq's ``dispatch.lua`` does). Redis Lua has no ``require``, so steps
 several scripts share (Dramatiq's enqueue, the settle of a held delivery, the dead-letter store's
-bookkeeping, membership in a list of job states) live once in ``lua/shared/<name>.lua`` and a
-script pulls one in with a line ``-- @include <name>``, replaced by that file's text when the
-script is loaded. A shared file may use the locals its header says the including script declares.
+bookkeeping, the job index, membership in a list of job states) live once in
+``lua/shared/<name>.lua`` and a script pulls one in with a line ``-- @include <name>``, replaced
+by that file's text when the script is loaded. A shared file may use the locals its header says
+the including script declares.
 
 ``scripts_for(client)`` is the one way to get them: the texts are composed once per process and
 registered once per client (``redis.Redis.register_script``; Redis itself loads a script the
@@ -64,12 +65,15 @@ class Scripts:
     ``script(keys=[...], args=[...])`` (``client=pipeline`` to queue it in a pipeline).
 
     The ``(keys, args)`` of each are built next to the code that owns the idea: ``submit`` in
-    ``workers.deduplication``, ``retry`` in ``middleware.state.settlement``, ``abort`` in
-    ``middleware.state.aborts``, the ``dead_letter_*`` scripts in
-    ``middleware.state.dead_letter_scripts``.
+    ``workers.deduplication``, ``start`` and ``transition`` in ``middleware.state.jobs``,
+    ``retry`` in ``middleware.state.settlement``, ``abort`` in ``middleware.state.aborts``, the
+    ``dead_letter_*`` scripts in ``middleware.state.dead_letter_scripts``, ``job_page`` and
+    ``job_index_trim`` in ``middleware.state.job_index``.
     """
 
     submit: Script
+    start: Script
+    transition: Script
     retry: Script
     abort: Script
     dead_letter_add: Script
@@ -77,6 +81,8 @@ class Scripts:
     dead_letter_redrive: Script
     dead_letter_purge: Script
     dead_letter_page: Script
+    job_page: Script
+    job_index_trim: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:

@@ -76,6 +76,9 @@ def retry_call(
         entry["error_message"] or "",
         job_ttl_s,
         state,
+        message.message_id,
+        message.message_timestamp,
+        keys.JOB_INDEX_PREFIX,
     ]
     return script_keys, args
 

@@ -34,8 +34,10 @@ app = typer.Typer(
 
 def _register_operator_commands() -> None:
     from workers.cli.abort import abort_job
+    from workers.cli.jobs import jobs_list
     from workers.cli.operate import dlq_app, jobs_app, policy_app
 
+    jobs_app.command("list")(jobs_list)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(policy_app, name="policy")

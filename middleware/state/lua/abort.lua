@@ -18,6 +18,7 @@
 --                             enqueueing it (jobs.QUEUED)
 -- ARGV[8] aborted             the state of an aborted job (jobs.ABORTED)
 -- ARGV[9] aborted_category    the category it is recorded with
+-- ARGV[10] JOB_INDEX          prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
 local job_key, abort_key = KEYS[1], KEYS[2]
 local job_id = ARGV[1]
 local ttl_s = ARGV[2]
@@ -28,8 +29,10 @@ local not_started_states = ARGV[6]
 local queued = ARGV[7]
 local aborted = ARGV[8]
 local aborted_category = ARGV[9]
+local JOB_INDEX = ARGV[10]
 
 -- @include states
+-- @include job_index
 
 if redis.call('EXISTS', job_key) == 0 then return {'unknown', '', 0, '', ''} end
 local found = redis.call('HMGET', job_key, 'state', 'queue', 'actor')
@@ -37,6 +40,9 @@ local state, queue, actor = found[1] or queued, found[2] or '', found[3] or ''
 if is_one_of(terminal_states, state) then return {'finished', state, 0, queue, actor} end
 redis.call('SET', abort_key, now, 'EX', ttl_s)
 if is_one_of(not_started_states, state) then
+  local before = indexed_fields(job_key)
+  index_job(job_id, nil, before, {queue = before.queue, actor = before.actor, state = aborted,
+    category = aborted_category}, false)
   redis.call('HSET', job_key, 'state', aborted, 'category', aborted_category,
              'abort_requested_at', now)
 else

@@ -28,7 +28,10 @@
 -- ARGV[14] error_type         the root cause's type
 -- ARGV[15] error_message      the root cause's message
 -- ARGV[16] state              the job's state from now on (jobs.dead_state)
--- ARGV[17] redis_message_id   (with a delivery) the delivery to ack
+-- ARGV[17] job_id             the job's id
+-- ARGV[18] enqueued_at        its message timestamp (ms), for a job not in the job index yet
+-- ARGV[19] JOB_INDEX          prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
+-- ARGV[20] redis_message_id   (with a delivery) the delivery to ack
 local INDEX_ALL, COUNT_BY_CATEGORY, COUNT_BY_QUEUE, COUNTERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local RECORD_PREFIX, QUEUE_INDEX, CATEGORY_INDEX, QC_INDEX = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local record_key, job_key, acks, queue_messages = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -44,10 +47,14 @@ local budget = tonumber(ARGV[13])
 local error_type = ARGV[14]
 local error_message = ARGV[15]
 local state = ARGV[16]
-local redis_message_id = ARGV[17]
+local job_id = ARGV[17]
+local enqueued_at = ARGV[18]
+local JOB_INDEX = ARGV[19]
+local redis_message_id = ARGV[20]
 
 -- @include dead_letter_store
 -- @include settle
+-- @include job_index
 
 if acks and not held(acks, redis_message_id) then return 0 end
 if redis.call('EXISTS', record_key) == 1 then
@@ -60,6 +67,9 @@ redis.call('ZADD', CATEGORY_INDEX .. category, 0, id)
 redis.call('ZADD', QC_INDEX .. queue .. ':' .. category, 0, id)
 redis.call('HINCRBY', COUNT_BY_QUEUE, queue, 1)
 redis.call('HINCRBY', COUNT_BY_CATEGORY, category, 1)
+local before = indexed_fields(job_key)
+index_job(job_id, enqueued_at, before, {queue = before.queue, actor = before.actor,
+  state = state, category = category}, false)
 redis.call('HSET', job_key, 'state', state, 'category', category, 'dead_letter_id', id,
   'finished_at', dead_at, 'error_type', error_type, 'error_message', error_message)
 redis.call('EXPIRE', job_key, ttl_s)

@@ -25,6 +25,9 @@
 -- ARGV[9]  now                ms since the epoch
 -- ARGV[10] ttl_s              life of the job's state hash, in seconds
 -- ARGV[11] queued             the job's state from now on (jobs.QUEUED)
+-- ARGV[12] job_id             the job's id
+-- ARGV[13] JOB_INDEX          prefix of the job index's keys (keys.JOB_INDEX_PREFIX); the job
+--                             is indexed anew, enqueued at `now`
 local INDEX_ALL, COUNT_BY_CATEGORY, COUNT_BY_QUEUE, COUNTERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local RECORD_PREFIX, QUEUE_INDEX, CATEGORY_INDEX, QC_INDEX = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local record_key, job_key, attempt_counter = KEYS[5], KEYS[6], KEYS[7]
@@ -36,14 +39,19 @@ local queue = ARGV[8]
 local now = ARGV[9]
 local ttl_s = ARGV[10]
 local queued = ARGV[11]
+local job_id = ARGV[12]
+local JOB_INDEX = ARGV[13]
 
 -- @include dead_letter_store
 -- @include enqueue
+-- @include job_index
 
 if redis.call('EXISTS', record_key) == 0 then return 0 end
 enqueue(queue_list, queue_messages, redis_message_id, data)
 remove_record(id)
 redis.call('DEL', abort_key)
+local before = indexed_fields(job_key)
+index_job(job_id, now, before, {queue = queue, actor = before.actor, state = queued}, true)
 redis.call('HDEL', job_key, 'dead_letter_id', 'finished_at', 'category', 'error_type',
   'error_message', 'abort_requested_at')
 redis.call('HSET', job_key, 'state', queued, 'queue', queue, 'enqueued_at', now)

@@ -21,6 +21,9 @@
 -- ARGV[9]  error_message  the root cause's message
 -- ARGV[10] ttl_s          life of the job's records, in seconds
 -- ARGV[11] state          the job's state until then (jobs.RETRYING, or jobs.QUEUED when throttled)
+-- ARGV[12] job_id         the job's id
+-- ARGV[13] enqueued_at    its message timestamp (ms), for a job not in the job index yet
+-- ARGV[14] JOB_INDEX      prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
 local acks, queue_messages, delay_list, delay_messages = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local job_key, attempts_key = KEYS[5], KEYS[6]
 local held_id = ARGV[1]
@@ -34,13 +37,20 @@ local error_type = ARGV[8]
 local error_message = ARGV[9]
 local ttl_s = ARGV[10]
 local state = ARGV[11]
+local job_id = ARGV[12]
+local enqueued_at = ARGV[13]
+local JOB_INDEX = ARGV[14]
 
 -- @include settle
 -- @include enqueue
+-- @include job_index
 
 if not held(acks, held_id) then return 0 end
 release(acks, queue_messages, held_id)
 enqueue(delay_list, delay_messages, retry_id, retry_data)
+local before = indexed_fields(job_key)
+index_job(job_id, enqueued_at, before, {queue = before.queue, actor = before.actor,
+  state = state, category = category}, false)
 redis.call('HSET', job_key, 'state', state, 'category', category, 'retry_at', retry_at,
            'error_type', error_type, 'error_message', error_message)
 redis.call('EXPIRE', job_key, ttl_s)

@@ -10,7 +10,7 @@
 -- ARGV[1]  job_id            the new job's id
 -- ARGV[2]  job_prefix        prefix of every job's state hash (keys.JOB_PREFIX)
 -- ARGV[3]  window_ms         dedup window in ms; 0 outside window mode
--- ARGV[4]  now               ms since the epoch
+-- ARGV[4]  now_ms            ms since the epoch (also the job's score in the job index)
 -- ARGV[5]  stale_claim_ms    how long a holder without a state still holds its key
 -- ARGV[6]  ttl_s             life of the key and of the job's record, in seconds
 -- ARGV[7]  evaluation_uuid   recorded on the job, to find its result
@@ -23,11 +23,12 @@
 -- ARGV[14] queued            the state of a new job (jobs.QUEUED)
 -- ARGV[15] running           the state of a running job (jobs.RUNNING)
 -- ARGV[16] holding_states    the holder's states that make this a duplicate, space-separated
+-- ARGV[17] JOB_INDEX         prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
 local idem_key, job_key, queue_list, queue_messages = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local job_id = ARGV[1]
 local job_prefix = ARGV[2]
 local window_ms = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
+local now_ms = ARGV[4]
 local stale_claim_ms = tonumber(ARGV[5])
 local ttl_s = ARGV[6]
 local evaluation_uuid = ARGV[7]
@@ -40,9 +41,12 @@ local data = ARGV[13]
 local queued = ARGV[14]
 local running = ARGV[15]
 local holding_states = ARGV[16]
+local JOB_INDEX = ARGV[17]
+local now = tonumber(now_ms)
 
 -- @include enqueue
 -- @include states
+-- @include job_index
 
 local holder = redis.call('GET', idem_key)
 if holder then
@@ -64,8 +68,9 @@ redis.call('SET', idem_key, job_id, 'EX', ttl_s)
 -- The state is written before the message is pushed: a worker that picks it up at once
 -- overwrites 'queued' with 'running', never the other way round.
 redis.call('HSET', job_key, 'state', queued, 'queue', queue, 'actor', actor,
-           'enqueued_at', now, 'claimed_at', now, 'evaluation_uuid', evaluation_uuid,
+           'enqueued_at', now_ms, 'claimed_at', now_ms, 'evaluation_uuid', evaluation_uuid,
            'target_uuid', target_uuid, 'idempotency_key', key)
 redis.call('EXPIRE', job_key, ttl_s)
+index_job(job_id, now_ms, {}, {queue = queue, actor = actor, state = queued}, false)
 enqueue(queue_list, queue_messages, redis_message_id, data)
 return {job_id, 0}
