@@ -27,7 +27,7 @@ from middleware.core.attempts import (
     spent,
     throttle_delay_ms,
 )
-from middleware.core.classify import Classification, classify, throttled_by
+from middleware.core.classify import Classification, Classifier, throttled_by
 from middleware.core.decisions import Decision, decide
 from middleware.core.errors import Throttled
 from middleware.core.failure_text import error_message, type_name
@@ -89,6 +89,7 @@ class ErrorPolicy(dramatiq.Middleware):
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.policy = policy
+        self.classifier = Classifier(policy)
         self.history = history
         self.dead_letters = dead_letters
         self.env = env
@@ -195,7 +196,7 @@ class ErrorPolicy(dramatiq.Middleware):
         if throttled is not None:
             self._throttle(broker, message, throttled, attempt)
             return
-        classification = classify(exception, self.policy, now=time.time())
+        classification = self.classifier.classify(exception, now=time.time())
         resolved = self.policy.resolve(
             classification.category,
             actor=message.actor_name,

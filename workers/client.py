@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import dramatiq
 import redis
@@ -30,9 +30,10 @@ from workers.deduplication import (
     resolve_dedup,
 )
 from workers.evaluations.models import EvaluationRequest, EvaluationResult
+from workers.lanes import SubmitLane
 from workers.results import ResultStore
 
-Lane = Literal["live", "batch"]
+Lane = SubmitLane
 
 #: Submissions per round trip to Redis in ``submit_many``.
 SUBMIT_CHUNK = 500

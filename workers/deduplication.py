@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final, Literal, cast, get_args
+from typing import Final, cast, get_args
 
+from config.settings import DedupMode
 from middleware.state import keys
 from middleware.state.jobs import ACTIVE_STATES, QUEUED, RUNNING, state_list
 
-DedupMode = Literal["until_finished", "until_started", "window"]
 DEDUP_MODES: Final[tuple[str, ...]] = get_args(DedupMode)
 
 #: Where an idempotency key points to the job that claimed it (a string: the job id).

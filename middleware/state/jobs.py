@@ -32,7 +32,6 @@ from typing import Any, Final, Literal, get_args
 
 import redis
 
-from middleware.core.redaction import redact_text
 from middleware.state import keys
 
 # search_jobs is the job index's query, importable from here, where jobs are.
@@ -95,7 +94,11 @@ def attempt_record(
     error_type: str | None = None,
     error_message: str | None = None,
 ) -> dict[str, Any]:
-    """One entry of a job's attempt timeline (the ``evalq jobs show`` contract)."""
+    """One entry of a job's attempt timeline (the ``evalq jobs show`` contract).
+
+    ``error_type`` and ``error_message`` are shown as given: pass them from
+    ``middleware.core.failure_text`` (redacted and capped there, once) or text of evalq's own.
+    """
     return {
         "n": n,
         "started_at": started_at,
@@ -103,7 +106,7 @@ def attempt_record(
         "outcome": outcome,
         "category": category,
         "error_type": error_type,
-        "error_message": None if error_message is None else redact_text(error_message),
+        "error_message": error_message,
     }
 
 

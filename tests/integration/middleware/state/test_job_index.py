@@ -269,3 +269,33 @@ def test_a_malformed_cursor_or_page_size_is_refused_with_a_reason(
         search_jobs(redis_client, cursor="not-a-cursor")
     with pytest.raises(ValueError, match="limit must be between 1 and 1000"):
         search_jobs(redis_client, limit=0)
+
+
+def test_the_index_adds_no_round_trip_to_starting_an_attempt_or_flushing_outcomes(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = submit(redis_client, now=int(time.time() * 1000))  # young: the flusher trims by age
+    history = History(redis_client, ttl_s=3600, flush_interval_s=60)
+    history.start()  # loads the scripts and buffers outcomes, as in a worker
+    sent: list[Any] = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(
+        self: redis.connection.Connection, command: Any, check_health: bool = True
+    ) -> None:
+        sent.append(command)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    try:
+        history.start_attempt(job, queue=BATCH, actor=ACTOR, running_until=10**13)
+        assert len(sent) == 1
+        sent.clear()
+        entry = attempt_record(1, started_at=1, finished_at=2, outcome="succeeded")
+        history.record_attempt(job, entry)
+        history.record_state(job, {"state": SUCCEEDED, "finished_at": 2})
+        history.flush()
+        assert len(sent) == 1
+    finally:
+        history.stop()
+    assert found(redis_client, state=SUCCEEDED) == [job]
