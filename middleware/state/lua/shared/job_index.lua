@@ -1,4 +1,4 @@
--- The job index (middleware/state/jobs.py: search_jobs): sorted sets of job ids scored by when
+-- The job index (middleware/state/job_index.py: search_jobs): sorted sets of job ids scored by when
 -- the job was enqueued, one per value of each indexed field, kept in step with the job's record
 -- in the same script that changes it. The including script declares the local
 --   JOB_INDEX   prefix of every index key (keys.JOB_INDEX_PREFIX)
