@@ -27,7 +27,7 @@ from middleware.core.attempts import (
     spent,
     throttle_delay_ms,
 )
-from middleware.core.classify import Classification, classify, exception_chain, throttled_by
+from middleware.core.classify import Classification, Classifier, exception_chain, throttled_by
 from middleware.core.decisions import Decision, decide
 from middleware.core.errors import Throttled
 from middleware.core.failure_text import error_message, type_name
@@ -45,10 +45,17 @@ from middleware.sentry import SentryReporter
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
-from middleware.state.jobs import History, attempt_record, now_ms
+from middleware.state.jobs import (
+    DROPPED,
+    QUEUED,
+    RETRYING,
+    SUCCEEDED,
+    History,
+    attempt_record,
+    now_ms,
+)
+from middleware.state.scripts import scripts_for
 from middleware.state.settlement import (
-    FINISH_SCRIPT,
-    RETRY_SCRIPT,
     delayed_retry,
     finish_call,
     mark_settled,
@@ -101,14 +108,13 @@ class ErrorPolicy(dramatiq.Middleware):
         isolate_crashed: bool = True,
     ) -> None:
         self.policy = policy
+        self.classifier = Classifier(policy)
         self.history = history
         self.dead_letters = dead_letters
         self.env = env
         self.max_age_ms = dict(max_age_ms or {})
         self.sentry = sentry
         self.rand = rand
-        self._retry_script: Any = None
-        self._finish_script: Any = None
         self.isolation = RunAlone() if isolate_crashed else None
 
     @property
@@ -152,8 +158,9 @@ class ErrorPolicy(dramatiq.Middleware):
 
         def start() -> tuple[int, bool]:
             return self.history.start_attempt(
-                job_id, queue=queue, actor=actor, running_until=running_until
-            )
+                job_id, queue=queue, actor=actor, running_until=running_until,
+                enqueued_at=message.message_timestamp,
+            )  # fmt: skip
 
         self._enter(message, alone=False)
         n, aborted = settle(message, start)
@@ -293,7 +300,7 @@ class ErrorPolicy(dramatiq.Middleware):
         options: RetryOptions,
     ) -> tuple[Classification, ResolvedPolicy, Decision]:
         """Classify ``exception`` and decide, with the message's and actor's retry options."""
-        classification = classify(exception, self.policy, now=time.time())
+        classification = self.classifier.classify(exception, now=time.time())
         if isinstance(exception, dramatiq.Retry):
             classification = requested_retry(classification, delay_ms=exception.delay)
         elif options.thrown(exception_chain(exception)):
@@ -332,7 +339,7 @@ class ErrorPolicy(dramatiq.Middleware):
         finished = now_ms()
         entry = attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
                                outcome="succeeded")  # fmt: skip
-        self._finish(broker, message, entry, {"state": "succeeded", "finished_at": finished})
+        self._finish(broker, message, entry, {"state": SUCCEEDED, "finished_at": finished})
 
     def _finish(
         self,
@@ -344,13 +351,12 @@ class ErrorPolicy(dramatiq.Middleware):
         """Ack the delivery and write the job's final ``fields`` and last attempt ``entry`` in
         one atomic step: the outcome is as durable as the ack."""
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        if self._finish_script is None:
-            self._finish_script = client.register_script(FINISH_SCRIPT)
         script_keys, args = finish_call(
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
-        finished = settle(message, lambda: self._finish_script(keys=script_keys, args=args))
+        finish_script = scripts_for(client).finish
+        finished = settle(message, lambda: finish_script(keys=script_keys, args=args))
         mark_settled(message)
         if finished == 0:
             logger.warning("job %s: no longer held by this worker; outcome %s not recorded",
@@ -385,7 +391,7 @@ class ErrorPolicy(dramatiq.Middleware):
                 error_type=type_name(root),
                 error_message=error_message(root),
             ),
-            state="retrying",
+            state=RETRYING,
         )
 
     def _throttle(
@@ -414,7 +420,7 @@ class ErrorPolicy(dramatiq.Middleware):
                 error_type=type_name(throttled),
                 error_message=str(throttled),
             ),
-            state="queued",
+            state=QUEUED,
         )
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
         with contextlib.suppress(redis.RedisError):
@@ -436,14 +442,13 @@ class ErrorPolicy(dramatiq.Middleware):
         ``carried`` options, the attempt ``entry`` in its timeline and ``state``."""
         redis_message_id, data = delayed_retry(message, eta=eta, carried=carried)
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        if self._retry_script is None:
-            self._retry_script = client.register_script(RETRY_SCRIPT)
         script_keys, args = retry_call(
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
             job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
-        settled = settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+        retry_script = scripts_for(client).retry
+        settled = settle(message, lambda: retry_script(keys=script_keys, args=args))
         mark_settled(message)
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; not rescheduled",
@@ -464,7 +469,7 @@ class ErrorPolicy(dramatiq.Middleware):
             category=decision.category, error_type=type_name(root),
             error_message=error_message(root),
         )  # fmt: skip
-        fields = {"state": "dropped", "finished_at": finished, "category": decision.category}
+        fields = {"state": DROPPED, "finished_at": finished, "category": decision.category}
         self._finish(broker, message, entry, fields)
 
     def _dead_letter(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -22,10 +21,9 @@ import redis
 from dramatiq.broker import Broker
 
 from middleware.state import keys
+from middleware.state.scripts import scripts_for
 
 logger = logging.getLogger("evalq.redelivery")
-
-_SCRIPT = (Path(__file__).parent / "state" / "lua" / "redeliver.lua").read_text("utf-8")
 
 
 class Redelivery(dramatiq.Middleware):
@@ -57,7 +55,7 @@ class Redelivery(dramatiq.Middleware):
 
     def _run(self, broker: Broker) -> None:
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        script = client.register_script(_SCRIPT)
+        script = scripts_for(client).redeliver
         while not self._stop.wait(self.interval_ms / 1000):
             try:
                 moved = redeliver(

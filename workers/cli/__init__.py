@@ -47,6 +47,7 @@ def _options(
 
 def _register_operator_commands() -> None:
     from workers.cli.abort import abort_job
+    from workers.cli.jobs import jobs_list
     from workers.cli.operate import dlq_app, jobs_app, policy_app
     from workers.cli.results import export, result
     from workers.cli.submit import submit
@@ -54,6 +55,7 @@ def _register_operator_commands() -> None:
     app.command("submit")(submit)
     app.command("result")(result)
     app.command("export")(export)
+    jobs_app.command("list")(jobs_list)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(policy_app, name="policy")

@@ -21,7 +21,7 @@ from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
 from workers.cli.text import aligned, literal
 from workers.deduplication import DedupError
 from workers.evaluations.models import EvaluationRequest
-from workers.lanes import LANE_QUEUES
+from workers.lanes import LANE_QUEUES, SUBMIT_LANES
 from workers.requests_file import read_requests
 from workers.results import ResultStore
 
@@ -59,8 +59,8 @@ def submit(
     "deduplicated": true. With --wait: progress on stderr, then a summary; exit code 0 when
     every job succeeded, 1 when one ended without a result, 3 when --timeout passed first.
     """
-    if lane not in ("live", "batch"):
-        fail(f"--lane must be live or batch, not {lane!r}")
+    if lane not in SUBMIT_LANES:
+        fail(f"--lane must be {' or '.join(SUBMIT_LANES)}, not {lane!r}")
     try:
         # Checked before the file is read, so a bad combination fails fast.
         chosen = client.dedup_for(dedup, dedup_window)

@@ -1,34 +1,50 @@
--- Finish a job's delivery: ack it and write the job's final state and last attempt, in one
--- atomic step, so a worker killed right after can never leave an acked job "running".
+-- finish: end a job's delivery with its outcome, atomically: if this worker still holds the
+-- delivery, ack it, write the job's final state (succeeded, dropped) and its last attempt, and
+-- keep the job index in step; so a worker killed right after can never leave an acked job
+-- "running". Returns 1, or 0 (writing nothing) when the delivery is no longer held here (it was
+-- requeued after a heartbeat timeout, and whoever runs it now records its outcome).
 --
--- KEYS[1]  held: Dramatiq's set of deliveries held by this consumer ("__acks__.<worker>.<queue>")
--- KEYS[2]  payloads: the queue's message hash ("<queue>.msgs")
--- KEYS[3]  job: the job's state hash
--- KEYS[4]  attempts: the job's attempt timeline hash (attempt number -> JSON)
--- ARGV[1]  redis_message_id: the delivery to ack
--- ARGV[2]  attempt_n: the number of the attempt that finished
--- ARGV[3]  attempt_json: its timeline entry
--- ARGV[4]  ttl_s: how long job records are kept, in seconds
--- ARGV[5…] fields: field, value pairs written to the job's state hash (its state first)
+-- KEYS[1] acks             Dramatiq's acks set of this worker for the delivery's queue
+-- KEYS[2] queue_messages   Dramatiq's payload hash of the delivery's queue
+-- KEYS[3] job_key          the job's state hash
+-- KEYS[4] attempts_key     the job's attempt timeline
 --
--- Returns 1, or 0 (having written nothing) when the delivery is no longer held: it was requeued
--- after a heartbeat timeout, and whoever runs it now records its outcome.
-
-local held = KEYS[1]
-local payloads = KEYS[2]
-local job = KEYS[3]
-local attempts = KEYS[4]
-local redis_message_id = ARGV[1]
+-- ARGV[1] held_id        the delivery's redis message id
+-- ARGV[2] attempt_n      the number of the attempt that ended
+-- ARGV[3] attempt_json   its timeline entry
+-- ARGV[4] ttl_s          life of the job's records, in seconds
+-- ARGV[5] job_id         the job's id
+-- ARGV[6] enqueued_at    its message timestamp (ms), for a job not in the job index yet
+-- ARGV[7] JOB_INDEX      prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
+-- ARGV[8..] fields       field, value, ... of the job's state hash, its final state among them
+local acks, queue_messages, job_key, attempts_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local held_id = ARGV[1]
 local attempt_n = ARGV[2]
 local attempt_json = ARGV[3]
 local ttl_s = ARGV[4]
+local job_id = ARGV[5]
+local enqueued_at = ARGV[6]
+local JOB_INDEX = ARGV[7]
+local FIRST_FIELD = 8
 
-if redis.call('SREM', held, redis_message_id) == 0 then
-  return 0
+-- @include settle
+-- @include job_index
+
+if not held(acks, held_id) then return 0 end
+release(acks, queue_messages, held_id)
+local before = indexed_fields(job_key)
+local after = {queue = before.queue, actor = before.actor, state = before.state,
+               category = before.category}
+local changes = {}
+for i = FIRST_FIELD, #ARGV, 2 do
+  local field, value = ARGV[i], ARGV[i + 1]
+  if IS_INDEXED_FIELD[field] then after[field] = value end
+  changes[#changes + 1] = field
+  changes[#changes + 1] = value
 end
-redis.call('HDEL', payloads, redis_message_id)
-redis.call('HSET', attempts, attempt_n, attempt_json)
-redis.call('EXPIRE', attempts, ttl_s)
-redis.call('HSET', job, unpack(ARGV, 5))
-redis.call('EXPIRE', job, ttl_s)
+index_job(job_id, enqueued_at, before, after, false)
+redis.call('HSET', job_key, unpack(changes))
+redis.call('EXPIRE', job_key, ttl_s)
+redis.call('HSET', attempts_key, attempt_n, attempt_json)
+redis.call('EXPIRE', attempts_key, ttl_s)
 return 1

@@ -18,12 +18,13 @@ local namespace = ARGV[1]
 local now_ms = tonumber(ARGV[2])
 local timeout_ms = tonumber(ARGV[3])
 local worker_id = ARGV[4]
+local FIRST_QUEUE = 5
 
 redis.call('ZADD', heartbeats, now_ms, worker_id)
 local dead = redis.call('ZRANGEBYSCORE', heartbeats, '-inf', now_ms - timeout_ms)
 local moved = 0
 for _, dead_worker in ipairs(dead) do
-  for i = 5, #ARGV do
+  for i = FIRST_QUEUE, #ARGV do
     local queue = ARGV[i]
     local held = namespace .. ':__acks__.' .. dead_worker .. '.' .. queue
     local list = namespace .. ':' .. queue
