@@ -47,7 +47,6 @@ def templates() -> Jinja2Templates:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
     )
     environment.filters["when"] = _when
     environment.filters["duration"] = _duration

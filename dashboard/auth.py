@@ -17,6 +17,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import parse_qs
 
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -213,11 +214,12 @@ async def _csrf_ok(request: Request) -> bool:
         return False
     given = request.headers.get(CSRF_HEADER)
     if given is None and request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data")
+        "application/x-www-form-urlencoded"
     ):
-        form = await request.form()
-        value = form.get(CSRF_FIELD)
-        given = value if isinstance(value, str) else None
+        # The raw body, not request.form(): the body is replayed to the endpoint, a parsed form
+        # is not.
+        values = parse_qs((await request.body()).decode("latin-1")).get(CSRF_FIELD)
+        given = values[0] if values else None
     return given is not None and hmac.compare_digest(given.encode(), str(expected).encode())
 
 

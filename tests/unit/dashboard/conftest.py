@@ -19,12 +19,13 @@ METRICS_TOKEN = "metrics-token-0123456789"
 
 
 def settings(**overrides: object) -> Settings:
-    return Settings(
-        dashboard_token=OPERATOR_TOKEN,
-        dashboard_viewer_token=VIEWER_TOKEN,
-        metrics_token=METRICS_TOKEN,
-        **overrides,  # type: ignore[arg-type]
-    )
+    fields: dict[str, object] = {
+        "dashboard_token": OPERATOR_TOKEN,
+        "dashboard_viewer_token": VIEWER_TOKEN,
+        "metrics_token": METRICS_TOKEN,
+        **overrides,
+    }
+    return Settings(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture
