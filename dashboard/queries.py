@@ -105,6 +105,9 @@ def job_detail(services: Services, job_id: str) -> dict[str, Any] | None:
     if document["state"] == "succeeded" and evaluation_uuid and target_uuid:
         stored = services.results.get(evaluation_uuid, target_uuid)
         result = None if stored is None else stored.model_dump(mode="json")
+    if dead_letter is not None and not document["attempts"]:
+        # The history's copy of the last attempt is flushed a moment after the dead letter.
+        document["attempts"] = dead_letter["attempts"]
     state = document["state"]
     return {
         **document,

@@ -107,3 +107,8 @@ def test_history_search_pages_through_the_job_index(operator, monkeypatch):
     }
     page = operator.get("/jobs?state=succeeded").text
     assert "/jobs/j-1" in page and "cursor=next-1" in page
+
+
+def test_route_names_are_unique_so_links_never_point_at_the_api_by_mistake(operator):
+    names = [route.name for route in operator.app.routes if isinstance(route, Route)]
+    assert len(names) == len(set(names))
