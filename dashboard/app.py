@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _when(ms: Any) -> str:
-    if ms in (None, "", 0):
+    if not ms:  # None, "", 0, or a field the record does not have
         return ""
     return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
