@@ -84,8 +84,15 @@ def _median_ms(call: Callable[[], Any]) -> float:
 def _row(
     name: str, value: float, baseline: float, target: float, unit: str = "ms"
 ) -> dict[str, Any]:
-    return {"name": name, "value": round(value, 3), "unit": unit, "baseline": round(baseline, 3),
-            "ratio": round(value / baseline, 2), "target": target, "ok": value <= target}  # fmt: skip
+    return {
+        "name": name,
+        "value": round(value, 3),
+        "unit": unit,
+        "baseline": round(baseline, 3),
+        "ratio": round(value / baseline, 2),
+        "target": target,
+        "ok": value <= target,
+    }
 
 
 def _get(client: TestClient, path: str) -> Callable[[], Any]:
