@@ -3,15 +3,14 @@ not listen beyond loopback without a configured token; ``evalq up`` serves it be
 
 from __future__ import annotations
 
+import http.cookiejar
 import re
 import signal
 import subprocess
 import time
-from pathlib import Path
-
-import http.cookiejar
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
