@@ -26,7 +26,6 @@ from starlette.testclient import TestClient
 
 from bench.bench_dead_letters import _record
 from config.settings import Settings
-from middleware.state import jobs as job_states
 from middleware.state import keys
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import attempt_record
@@ -115,6 +114,7 @@ def _deep_cursor(store: DeadLetters, depth: int) -> str:
 def run() -> list[dict[str, Any]]:
     import workers
     from dashboard import Services, create_app
+    from dashboard.queries import search_function
 
     with (
         tempfile.TemporaryDirectory(prefix="evalq-bench-") as data_dir,
@@ -148,7 +148,7 @@ def run() -> list[dict[str, Any]]:
                     _row("dead letters: deep page / first page", deep / first, 1.0,
                          DEPTH_RATIO_TARGET, unit="x"),
                 ]  # fmt: skip
-                if hasattr(job_states, "search_jobs"):
+                if search_function() is not None:
                     rows += _history_rows(http, baseline)
                 return rows
         finally:

@@ -84,14 +84,6 @@ class BulkActions:
         thread.start()
         return self.get(action_id) or {}
 
-    def run_now(self, kind: BulkKind, selection: DeadLetterFilter, *, who: str) -> dict[str, Any]:
-        """``start``, then wait for the action to finish (for tests and scripts)."""
-        record = self.start(kind, selection, who=who)
-        for thread in threading.enumerate():
-            if thread.name == f"evalq-bulk-{record['id']}":
-                thread.join()
-        return self.get(record["id"]) or {}
-
     def get(self, action_id: str) -> dict[str, Any] | None:
         """A bulk action's record, or None."""
         raw = self.services.client.hgetall(keys.bulk_action_key(action_id))

@@ -7,6 +7,7 @@ one page of an index.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from dashboard.filters import DeadLetterFilter, JobFilter
@@ -163,6 +164,16 @@ def dead_letter_page(
     }
 
 
+def search_function() -> Any:
+    """The job index's ``search_jobs`` (``middleware.state.job_index``, or ``jobs``), or None
+    when this build has none."""
+    try:
+        job_index = importlib.import_module("middleware.state.job_index")
+    except ImportError:
+        job_index = None
+    return getattr(job_index, "search_jobs", None) or getattr(job_states, "search_jobs", None)
+
+
 def history_page(
     services: Services, selection: JobFilter, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
@@ -171,7 +182,7 @@ def history_page(
     Raises:
       HistoryUnavailable: this build has no job index (``search_jobs``).
     """
-    search = getattr(job_states, "search_jobs", None)
+    search = search_function()
     if search is None:
         raise HistoryUnavailable(
             "history search needs the job index (middleware.state.jobs.search_jobs), which this "

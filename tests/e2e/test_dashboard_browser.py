@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from middleware.state import jobs as job_states
+from dashboard.queries import search_function
 from middleware.state.jobs import History
 from tests.e2e.conftest import screenshot
 from tests.support.dashboard_actors import FIXED_KEY, QUEUE, fail_until_fixed, linger
@@ -86,7 +86,7 @@ def test_an_operator_filters_dead_letters_by_category_and_bulk_redrives_them_to_
 
 
 @pytest.mark.skipif(
-    not hasattr(job_states, "search_jobs"),
+    search_function() is None,
     reason="history search needs the job index (search_jobs), not in this build",
 )
 def test_an_operator_searches_the_history_by_state_and_category(
