@@ -79,7 +79,9 @@ async def login(request: Request) -> Response:
             status_code=401,
         )  # fmt: skip
     request.session.clear()
-    request.session.update({"role": role, "name": name.strip()[:64] or role})
+    # The name goes into log lines: printable characters only.
+    shown = "".join(ch for ch in name.strip() if ch.isprintable())[:64] or role
+    request.session.update({"role": role, "name": shown, "token": tokens.fingerprint(role)})
     logger.info("dashboard login: %s (%s)", request.session["name"], role)
     return RedirectResponse("/", status_code=303)
 

@@ -103,6 +103,15 @@ class Tokens:
             return True
         return self.role_of(presented) is not None
 
+    def fingerprint(self, role: Role) -> str:
+        """A keyed digest of ``role``'s current token, kept in the session: a session outlives
+        neither the token it was opened with nor the removal of its role's token."""
+        token = self.operator if role == "operator" else self.viewer
+        if token is None:
+            return ""
+        key = self.session_secret().encode()
+        return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()[:32]
+
     def session_secret(self) -> str:
         """The key sessions are signed with: derived from the operator token, so rotating the
         token logs everyone out and replicas with the same token accept each other's sessions."""
@@ -191,6 +200,11 @@ class Authentication(BaseHTTPMiddleware):
             return None if role is None else Principal(role, "api", "bearer")
         role = request.session.get("role")
         if role not in ("operator", "viewer"):
+            return None
+        expected = self.tokens.fingerprint(role)
+        if not expected or not hmac.compare_digest(
+            str(request.session.get("token", "")).encode(), expected.encode()
+        ):
             return None
         return Principal(role, str(request.session.get("name") or "anonymous"), "session")
 

@@ -216,3 +216,29 @@ def test_every_action_is_logged_with_who_did_it(operator, caplog, services):
     operator.post(f"/dlq/records/{record.id}/purge", data={"csrf": csrf_of(operator)})
     assert "dashboard action purge by test-operator (operator)" in caplog.text
     assert record.id in caplog.text
+
+
+def test_a_session_ends_when_its_roles_token_is_changed_or_removed(services):
+    from starlette.testclient import TestClient
+
+    from dashboard import create_app
+
+    def app(**overrides):
+        configured = settings(**overrides)
+        return create_app(configured, services, tokens=Tokens.from_settings(configured))
+
+    with TestClient(app(), follow_redirects=False) as before:
+        before.post("/login", data={"token": VIEWER_TOKEN})
+        cookie = before.cookies.get("evalq_session")
+        assert before.get("/").status_code == 200
+    for changed in ({"dashboard_viewer_token": "a-new-viewer-token"},
+                    {"dashboard_viewer_token": None}):  # fmt: skip
+        with TestClient(app(**changed), follow_redirects=False) as after:
+            after.cookies.set("evalq_session", cookie)
+            assert after.get("/").status_code == 303
+
+
+def test_a_name_given_at_login_cannot_forge_log_lines(make_client, caplog):
+    caplog.set_level(logging.INFO, logger="evalq.dashboard")
+    make_client().post("/login", data={"token": OPERATOR_TOKEN, "name": "ada\nforged line"})
+    assert "dashboard login: adaforged line (operator)" in caplog.text
