@@ -109,6 +109,7 @@ def job_detail(services: Services, job_id: str) -> dict[str, Any] | None:
     if dead_letter is not None and not document["attempts"]:
         # The history's copy of the last attempt is flushed a moment after the dead letter.
         document["attempts"] = dead_letter["attempts"]
+    document["attempts"] = with_waits(document["attempts"])
     state = document["state"]
     return {
         **document,
@@ -122,6 +123,19 @@ def job_detail(services: Services, job_id: str) -> dict[str, Any] | None:
         "can_abort": state in job_states.ACTIVE_STATES and not abort_at,
         "can_redrive": dead_letter is not None,
     }
+
+
+def with_waits(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timeline with ``waited_ms`` on each attempt: how long the job waited after it before
+    the next attempt started (the backoff it actually got), None for the last one."""
+    timed = []
+    for index, attempt in enumerate(attempts):
+        following = attempts[index + 1] if index + 1 < len(attempts) else None
+        waited = None
+        if following and following.get("started_at") and attempt.get("finished_at"):
+            waited = max(int(following["started_at"]) - int(attempt["finished_at"]), 0)
+        timed.append({**attempt, "waited_ms": waited})
+    return timed
 
 
 def dead_letter_summary(record: Any) -> dict[str, Any]:

@@ -205,3 +205,20 @@ def test_the_dead_letter_page_filters_by_queue_category_rule_and_time(operator, 
     assert bad.status_code == 400 and "since" in bad.json()["error"]
     page = operator.get("/dlq?category=auth&limit=1").text
     assert "3</span> record(s) match" in page and "next page" in page
+
+
+def test_the_timeline_shows_how_long_each_retry_waited(operator, services):
+    history = History(services.client)
+    history.record_enqueued("job-r", queue="default", actor="export_results")
+    history.record_attempt(
+        "job-r",
+        attempt_record(
+            1, started_at=1_000, finished_at=2_000, outcome="retried", category="rate_limited"
+        ),
+    )
+    history.record_attempt(
+        "job-r", attempt_record(2, started_at=32_000, finished_at=33_000, outcome="succeeded")
+    )
+    attempts = queries.job_detail(services, "job-r")["attempts"]
+    assert [a["waited_ms"] for a in attempts] == [30_000, None]
+    assert "<td>30.0s</td>" in operator.get("/jobs/job-r").text
