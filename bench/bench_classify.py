@@ -18,7 +18,7 @@ import openai
 
 from config.policy import load_policy
 from config.settings import DEFAULT_POLICY_FILE
-from middleware.core.classify import classify
+from middleware.core.classify import Classifier
 
 TARGET_US = 20.0
 CAPABILITY = re.compile(
@@ -79,7 +79,8 @@ def _per_call_us(call: Callable[[], Any], *, min_time_s: float = 0.2, repeats: i
 
 
 def run() -> list[dict[str, Any]]:
-    policy = load_policy(DEFAULT_POLICY_FILE)
+    # As the error-policy middleware does: one classifier per policy, its rule plan built once.
+    classifier = Classifier(load_policy(DEFAULT_POLICY_FILE))
     now = time.time()
     cases = {
         "classify: wrapped openai capability error": _capability_error(),
@@ -87,7 +88,7 @@ def run() -> list[dict[str, Any]]:
     }
     rows = []
     for name, exc in cases.items():
-        value = _per_call_us(lambda exc=exc: classify(exc, policy, now=now))  # type: ignore[misc]
+        value = _per_call_us(lambda exc=exc: classifier.classify(exc, now=now))  # type: ignore[misc]
         inner = exc.__cause__ or exc
         baseline = _per_call_us(lambda inner=inner: CAPABILITY.search(str(inner)))  # type: ignore[misc]
         rows.append(

@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from config.policy_errors import describe_toml_error, describe_validation_error
+from config.settings import Environment
 
 #: The error categories, in the order of the architecture document. The one list of them.
 CATEGORIES: tuple[str, ...] = (
@@ -61,7 +62,7 @@ CATEGORIES: tuple[str, ...] = (
 
 Action = Literal["retry", "dead_letter", "drop"]
 ACTIONS: tuple[Action, ...] = ("retry", "dead_letter", "drop")
-ENVIRONMENTS = ("development", "test", "production")
+ENVIRONMENTS: tuple[str, ...] = typing.get_args(Environment)
 POLICY_VERSION = 1
 
 #: Values used when no ``defaults`` table sets them.

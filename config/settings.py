@@ -23,6 +23,8 @@ DEFAULT_WORKER_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policies.toml")
 
 Environment = Literal["development", "test", "production"]
+#: How a submission is deduplicated (``workers.deduplication``).
+DedupMode = Literal["until_finished", "until_started", "window"]
 
 
 class Settings(BaseSettings):
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
         description="How long job states are kept in Redis, in seconds.",
     )
     # --- deduplication of submissions (workers/deduplication.py) -------------------------------
-    dedup_mode: Literal["until_finished", "until_started", "window"] = Field(
+    dedup_mode: DedupMode = Field(
         default="until_finished",
         description="When a submission with the key of an earlier job returns that job: while it "
         "is queued/running/retrying (until_finished), while it is queued (until_started), or "

@@ -27,7 +27,7 @@ from middleware.core.attempts import (
     spent,
     throttle_delay_ms,
 )
-from middleware.core.classify import Classification, classify, throttled_by
+from middleware.core.classify import Classification, Classifier, throttled_by
 from middleware.core.decisions import Decision, decide
 from middleware.core.errors import Throttled
 from middleware.core.failure_text import error_message, type_name
@@ -36,8 +36,17 @@ from middleware.sentry import SentryReporter
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
-from middleware.state.jobs import History, attempt_record, now_ms
-from middleware.state.settlement import RETRY_SCRIPT, delayed_retry, retry_call, settle
+from middleware.state.jobs import (
+    DROPPED,
+    QUEUED,
+    RETRYING,
+    SUCCEEDED,
+    History,
+    attempt_record,
+    now_ms,
+)
+from middleware.state.scripts import scripts_for
+from middleware.state.settlement import delayed_retry, retry_call, settle
 
 logger = logging.getLogger("evalq.error_policy")
 
@@ -80,13 +89,13 @@ class ErrorPolicy(dramatiq.Middleware):
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.policy = policy
+        self.classifier = Classifier(policy)
         self.history = history
         self.dead_letters = dead_letters
         self.env = env
         self.max_age_ms = dict(max_age_ms or {})
         self.sentry = sentry
         self.rand = rand
-        self._retry_script: Any = None
 
     @property
     def actor_options(self) -> set[str]:
@@ -121,7 +130,8 @@ class ErrorPolicy(dramatiq.Middleware):
         n, aborted = settle(
             message,
             lambda: self.history.start_attempt(
-                job_id, queue=queue, actor=actor, running_until=running_until
+                job_id, queue=queue, actor=actor, running_until=running_until,
+                enqueued_at=message.message_timestamp,
             ),
         )
         if aborted:
@@ -187,7 +197,7 @@ class ErrorPolicy(dramatiq.Middleware):
         if throttled is not None:
             self._throttle(broker, message, throttled, attempt)
             return
-        classification = classify(exception, self.policy, now=time.time())
+        classification = self.classifier.classify(exception, now=time.time())
         resolved = self.policy.resolve(
             classification.category,
             actor=message.actor_name,
@@ -225,7 +235,11 @@ class ErrorPolicy(dramatiq.Middleware):
             attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
                            outcome="succeeded"),
         )  # fmt: skip
-        self.history.record_state(job_id, {"state": "succeeded", "finished_at": finished})
+        self.history.record_state(
+            job_id,
+            {"state": SUCCEEDED, "finished_at": finished},
+            enqueued_at=message.message_timestamp,
+        )
 
     def _retry(
         self,
@@ -256,7 +270,7 @@ class ErrorPolicy(dramatiq.Middleware):
                 error_type=type_name(root),
                 error_message=error_message(root),
             ),
-            state="retrying",
+            state=RETRYING,
         )
 
     def _throttle(
@@ -285,7 +299,7 @@ class ErrorPolicy(dramatiq.Middleware):
                 error_type=type_name(throttled),
                 error_message=str(throttled),
             ),
-            state="queued",
+            state=QUEUED,
         )
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
         with contextlib.suppress(redis.RedisError):
@@ -307,14 +321,13 @@ class ErrorPolicy(dramatiq.Middleware):
         ``carried`` options, the attempt ``entry`` in its timeline and ``state``."""
         redis_message_id, data = delayed_retry(message, eta=eta, carried=carried)
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        if self._retry_script is None:
-            self._retry_script = client.register_script(RETRY_SCRIPT)
         script_keys, args = retry_call(
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
             job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
-        settled = settle(message, lambda: self._retry_script(keys=script_keys, args=args))
+        retry_script = scripts_for(client).retry
+        settled = settle(message, lambda: retry_script(keys=script_keys, args=args))
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; not rescheduled",
                            message.message_id)  # fmt: skip
@@ -336,7 +349,8 @@ class ErrorPolicy(dramatiq.Middleware):
         )  # fmt: skip
         self.history.record_state(
             message.message_id,
-            {"state": "dropped", "finished_at": finished, "category": decision.category},
+            {"state": DROPPED, "finished_at": finished, "category": decision.category},
+            enqueued_at=message.message_timestamp,
         )
 
     def _dead_letter(

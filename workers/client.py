@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import dramatiq
 import redis
@@ -21,18 +21,19 @@ from middleware.state import keys
 from middleware.state.aborts import AbortOutcome, request_abort
 from middleware.state.jobs import TERMINAL_STATES, now_ms
 from middleware.state.keys import job_key
+from middleware.state.scripts import scripts_for
 from workers.actors import LANE_ACTORS
 from workers.deduplication import (
-    SUBMIT_SCRIPT,
     Dedup,
     DedupMode,
     Submission,
     resolve_dedup,
 )
 from workers.evaluations.models import EvaluationRequest, EvaluationResult
+from workers.lanes import SubmitLane
 from workers.results import ResultStore
 
-Lane = Literal["live", "batch"]
+Lane = SubmitLane
 
 #: Submissions per round trip to Redis in ``submit_many``.
 SUBMIT_CHUNK = 500
@@ -165,7 +166,7 @@ def _enqueue(
     idempotency_keys: list[str | None],
     dedup: Dedup,
 ) -> list[JobHandle]:
-    # Messages are written to the broker's Redis keys by SUBMIT_SCRIPT, not by broker.enqueue:
+    # Messages are written to the broker's Redis keys by the submit script, not by broker.enqueue:
     # claiming the key, recording the job as queued and pushing its message are one atomic step,
     # and a chunk of them is one round trip. No evalq middleware has an enqueue hook that this
     # skips (JobHistory's would only write the "queued" state the script writes).
@@ -173,7 +174,7 @@ def _enqueue(
         raise ValueError(f"lane must be one of {', '.join(LANE_ACTORS)}, not {lane!r}")
     actor = LANE_ACTORS[lane]
     client = _redis()
-    script = client.register_script(SUBMIT_SCRIPT)
+    script = scripts_for(client).submit
     ttl = workers.settings.job_ttl_s
     handles: list[JobHandle] = []
     for start in range(0, len(requests), SUBMIT_CHUNK):

@@ -10,20 +10,21 @@ the same key is a duplicate of that job depends on the new submission's mode:
 - ``window``: within ``window_s`` seconds of the job's submission, whatever its state.
 
 A job that is not a duplicate claims the key. Claiming the key and enqueueing the job's message
-are one Lua script (:data:`SUBMIT_SCRIPT`), so two submitters can never both claim a key, and a
-key never points to a job that was not enqueued. Redrive does not look at keys at all: a dead job
-is redriven under its own id even while its key still dedups new submissions to it.
+are one Lua script (``middleware/state/lua/submit.lua``), so two submitters can never both claim a
+key, and a key never points to a job that was not enqueued. Redrive does not look at keys at all: a
+dead job is redriven under its own id even while its key still dedups new submissions to it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final, Literal, cast, get_args
+from typing import Final, cast, get_args
 
+from config.settings import DedupMode
 from middleware.state import keys
+from middleware.state.jobs import ACTIVE_STATES, QUEUED, RUNNING, state_list
 
-DedupMode = Literal["until_finished", "until_started", "window"]
 DEDUP_MODES: Final[tuple[str, ...]] = get_args(DedupMode)
 
 #: Where an idempotency key points to the job that claimed it (a string: the job id).
@@ -58,9 +59,22 @@ class Dedup:
     window_s: float | None = None
 
     @property
+    def holding_states(self) -> frozenset[str]:
+        """The states in which the job holding the key makes a submission its duplicate (in
+        ``window`` mode the window decides, whatever the state)."""
+        return _HOLDING_STATES[self.mode]
+
+    @property
     def window_ms(self) -> int:
         """The window in milliseconds (0 outside ``window`` mode)."""
         return 0 if self.window_s is None else math.ceil(self.window_s * 1000)
+
+
+_HOLDING_STATES: Final[dict[str, frozenset[str]]] = {
+    "until_finished": ACTIVE_STATES,
+    "until_started": frozenset({QUEUED}),
+    "window": frozenset(),
+}
 
 
 def resolve_dedup(
@@ -107,48 +121,9 @@ def resolve_dedup(
     return Dedup("window", float(window))
 
 
-# KEYS[1] idempotency key, KEYS[2] the new job's state hash, KEYS[3] the queue's list of message
-# ids, KEYS[4] the queue's payload hash (Dramatiq's keys: a worker fetches from them).
-# ARGV[1] new job id, [2] job state prefix, [3] mode, [4] window ms, [5] now ms, [6] stale claim
-# ms, [7] job ttl s, [8] evaluation uuid, [9] target uuid, [10] idempotency key, [11] queue,
-# [12] actor, [13] redis message id, [14] encoded message.
-# Returns {job id, 1} for a duplicate, {new job id, 0} when the new job was claimed and enqueued.
-SUBMIT_SCRIPT: Final = """
-local holder = redis.call('GET', KEYS[1])
-if holder then
-  local record = redis.call('HMGET', ARGV[2] .. holder, 'state', 'claimed_at', 'running_until')
-  local state = record[1]
-  local claimed = tonumber(record[2]) or 0
-  local now = tonumber(ARGV[5])
-  -- A job still 'running' past its time limit (plus grace) died after finishing its work,
-  -- before its final state was written: it holds nothing any more.
-  if state == 'running' and record[3] and tonumber(record[3]) < now then state = 'stale' end
-  if not state then
-    if claimed > now - tonumber(ARGV[6]) then return {holder, 1} end
-  elseif ARGV[3] == 'window' then
-    if claimed > now - tonumber(ARGV[4]) then return {holder, 1} end
-  elseif state == 'queued' then
-    return {holder, 1}
-  elseif ARGV[3] == 'until_finished' and (state == 'running' or state == 'retrying') then
-    return {holder, 1}
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[7])
--- The state is written before the message is pushed: a worker that picks it up at once
--- overwrites 'queued' with 'running', never the other way round.
-redis.call('HSET', KEYS[2], 'state', 'queued', 'queue', ARGV[11], 'actor', ARGV[12],
-           'enqueued_at', ARGV[5], 'claimed_at', ARGV[5], 'evaluation_uuid', ARGV[8],
-           'target_uuid', ARGV[9], 'idempotency_key', ARGV[10])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-redis.call('HSET', KEYS[4], ARGV[13], ARGV[14])
-redis.call('RPUSH', KEYS[3], ARGV[13])
-return {ARGV[1], 0}
-"""
-
-
 @dataclass(frozen=True)
 class Submission:
-    """One job to enqueue unless it is a duplicate: the arguments of :data:`SUBMIT_SCRIPT`.
+    """One job to enqueue unless it is a duplicate: the arguments of the ``submit`` script.
 
     Parameters:
       key(str): The idempotency key (without its Redis prefix).
@@ -173,7 +148,7 @@ class Submission:
     def script_call(
         self, dedup: Dedup, *, now_ms: int, job_ttl_s: int
     ) -> tuple[list[str], list[str | int | bytes]]:
-        """``(keys, args)`` of :data:`SUBMIT_SCRIPT` for this submission."""
+        """``(keys, args)`` of the ``submit`` script (``lua/submit.lua``) for this submission."""
         script_keys = [
             idempotency_key(self.key),
             keys.job_key(self.job_id),
@@ -183,7 +158,6 @@ class Submission:
         args: list[str | int | bytes] = [
             self.job_id,
             keys.JOB_PREFIX,
-            dedup.mode,
             dedup.window_ms,
             now_ms,
             STALE_CLAIM_MS,
@@ -195,5 +169,9 @@ class Submission:
             self.actor,
             self.redis_message_id,
             self.data,
+            QUEUED,
+            RUNNING,
+            state_list(dedup.holding_states),
+            keys.JOB_INDEX_PREFIX,
         ]
         return script_keys, args

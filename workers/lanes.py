@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Final, Literal, get_args
 
 from config.settings import Settings
 
@@ -12,6 +13,9 @@ BATCH_QUEUE = "evaluations.batch"
 DEFAULT_QUEUE = "default"
 QUEUES = (LIVE_QUEUE, BATCH_QUEUE, DEFAULT_QUEUE)
 LANE_QUEUES = {"live": LIVE_QUEUE, "batch": BATCH_QUEUE, "default": DEFAULT_QUEUE}
+#: The lanes evaluations are submitted to (``default`` runs everything else).
+SubmitLane = Literal["live", "batch"]
+SUBMIT_LANES: Final[tuple[str, ...]] = get_args(SubmitLane)
 
 
 @dataclass(frozen=True)

@@ -124,45 +124,68 @@ def _first_inward(exc: BaseException, allowed: set[int]) -> BaseException | None
     return None
 
 
+class Classifier:
+    """Classifies failures with one policy's rules, whose match plan it builds once.
+
+    Hold one per policy (the error-policy middleware does): ``classify(exc, policy, now=...)``
+    builds a new one on every call.
+
+    Parameters:
+      policy(Policy): The loaded policy file.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.plan = RulePlan(policy.rules)
+
+    def classify(self, exc: BaseException, *, now: float) -> Classification:
+        """Classify ``exc``; ``now`` in epoch seconds dates a Retry-After."""
+        chain = exception_chain(exc)
+        facts = [facts_of(link, now=now) for link in chain]
+        chain_types = tuple(f.types[0] for f in facts)
+        cause = root_cause(chain)
+        first_retry_after = next(
+            (f.retry_after_s for f in facts if f.retry_after_s is not None), None
+        )
+        for link, fact in zip(chain, facts, strict=True):
+            if fact.explicit_category is not None:
+                return Classification(
+                    category=fact.explicit_category,
+                    rule=EXPLICIT_RULE,
+                    matched=link,
+                    root_cause=declared_cause(link),
+                    chain_types=chain_types,
+                    retry_after_s=_first(fact.retry_after_s, first_retry_after),
+                    forced_action=fact.forced_action,
+                )
+        category, rule, index = classify_facts(facts, self.plan)
+        matched = chain[index] if index is not None else None
+        own = facts[index].retry_after_s if index is not None else None
+        return Classification(
+            category=category,
+            rule=rule,
+            matched=matched,
+            root_cause=cause if matched is None else declared_cause(matched),
+            chain_types=chain_types,
+            retry_after_s=_first(own, first_retry_after),
+            forced_action=None,
+        )
+
+
 def classify(exc: BaseException, policy: Policy, *, now: float) -> Classification:
-    """Classify ``exc`` with ``policy``'s rules; ``now`` in epoch seconds dates a Retry-After."""
-    chain = exception_chain(exc)
-    facts = [facts_of(link, now=now) for link in chain]
-    chain_types = tuple(f.types[0] for f in facts)
-    cause = root_cause(chain)
-    first_retry_after = next((f.retry_after_s for f in facts if f.retry_after_s is not None), None)
-    for link, fact in zip(chain, facts, strict=True):
-        if fact.explicit_category is not None:
-            return Classification(
-                category=fact.explicit_category,
-                rule=EXPLICIT_RULE,
-                matched=link,
-                root_cause=declared_cause(link),
-                chain_types=chain_types,
-                retry_after_s=_first(fact.retry_after_s, first_retry_after),
-                forced_action=fact.forced_action,
-            )
-    category, rule, index = classify_facts(facts, policy.rules)
-    matched = chain[index] if index is not None else None
-    own = facts[index].retry_after_s if index is not None else None
-    return Classification(
-        category=category,
-        rule=rule,
-        matched=matched,
-        root_cause=cause if matched is None else declared_cause(matched),
-        chain_types=chain_types,
-        retry_after_s=_first(own, first_retry_after),
-        forced_action=None,
-    )
+    """Classify ``exc`` with ``policy``'s rules; ``now`` in epoch seconds dates a Retry-After.
+    (Builds the rules' plan each time: to classify many, hold a ``Classifier``.)"""
+    return Classifier(policy).classify(exc, now=now)
 
 
 def classify_facts(
-    chain: Sequence[ErrorFacts], rules: Sequence[CompiledRule]
+    chain: Sequence[ErrorFacts], rules: Sequence[CompiledRule] | RulePlan
 ) -> tuple[str, str | None, int | None]:
     """``(category, rule name, index of the matching link)`` of the first rule, in order, that
     matches any link; ``("unknown", None, None)`` when none does. Explicit categories are the
-    caller's business (``classify`` looks at them first)."""
-    plan = _plan_for(rules)
+    caller's business (``classify`` looks at them first). ``rules`` may be their ``RulePlan``,
+    built once (``Classifier.plan``)."""
+    plan = rules if isinstance(rules, RulePlan) else RulePlan(rules)
     masks = [plan.candidates(fact) for fact in chain]
     pending = 0
     for mask in masks:
@@ -197,12 +220,16 @@ def _names_match(rule: CompiledRule, types: Sequence[str]) -> bool:
     return any(name_matches(prefix, name, t) for t in types for prefix, name in rule.exception_keys)
 
 
-class _Plan:
-    """The rules as bit masks (bit i is rule i): a link costs a few dict look-ups, and only the
-    rules still possible after status, code, type and class run their regex."""
+class RulePlan:
+    """A policy's rules as bit masks (bit i is rule i): a link costs a few dict look-ups, and only
+    the rules still possible after status, code, type and class run their regex.
 
-    def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
-        self.rules = rules
+    Parameters:
+      rules(Sequence[CompiledRule]): The rules, in file order (copied).
+    """
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.rules = tuple(rules)
         self.status_any, self.by_status = _index([r.status for r in rules])
         self.code_any, self.by_code = _index([r.code for r in rules])
         self.type_any, self.by_type = _index([r.error_type for r in rules])
@@ -242,21 +269,6 @@ def _index(values: Sequence[frozenset[Any] | None]) -> tuple[int, dict[Any, int]
         for value in allowed:
             by_value[value] = by_value.get(value, 0) | 1 << i
     return any_mask, by_value
-
-
-_PLANS: dict[int, tuple[tuple[CompiledRule, ...], _Plan]] = {}
-
-
-def _plan_for(rules: Sequence[CompiledRule]) -> _Plan:
-    if not isinstance(rules, tuple):
-        return _Plan(tuple(rules))  # a list may change under us: not cached
-    entry = _PLANS.get(id(rules))
-    if entry is None or entry[0] is not rules:
-        if len(_PLANS) >= 16:
-            _PLANS.clear()
-        entry = (rules, _Plan(rules))  # holding ``rules`` keeps its id from being reused
-        _PLANS[id(rules)] = entry
-    return entry[1]
 
 
 def name_matches(prefix: str, name: str, dotted: str) -> bool:

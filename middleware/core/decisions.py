@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
-from config.policy import ResolvedPolicy
+from config.policy import Action, ResolvedPolicy
 from middleware.core.backoff import retry_delay_ms
-
-Action = Literal["retry", "dead_letter", "drop"]
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,37 @@
-"""A failure in words: the exception type, message and traceback that timelines, dead-letter
-records and decision logs show — secrets redacted, and never an exception of its own."""
+"""A failure in words: the one path from an exception to the type, message and traceback that
+timelines, dead-letter records and decision logs show.
+
+Each function redacts secrets and caps the text once, here; what it returns is safe to store and
+show as it is. Type names have one spelling everywhere (records, timelines, chain types, Sentry
+fingerprints): the dotted name of the class, ``builtins.ValueError`` included. None of these
+functions raises, whatever the exception does when asked to print itself.
+"""
 
 from __future__ import annotations
 
 import traceback
+from typing import Final
 
+from middleware.core.facts import type_names
 from middleware.core.redaction import redact_text
+
+#: Longest error message kept, in characters (the head is kept).
+MAX_ERROR_MESSAGE_CHARS: Final = 2_000
+#: Longest traceback kept, in characters (the tail is kept: the last frames and the exception).
+MAX_TRACEBACK_CHARS: Final = 8_000
+#: How much text is redacted before it is cut: a secret straddling the cut is still seen whole.
+_REDACTION_WINDOW: Final = 2
 
 
 def type_name(exc: BaseException | None) -> str:
-    """``exc``'s class as a dotted name (builtins unqualified: ``ValueError``); "" for None."""
-    if exc is None:
-        return ""
-    cls = type(exc)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
+    """``exc``'s class as a dotted name (``openai.BadRequestError``, ``builtins.ValueError``);
+    "" for None."""
+    return "" if exc is None else type_names(type(exc))[0]
 
 
 def error_message(exc: BaseException | None) -> str:
-    """``exc``'s message (its ``message`` attribute when it has one), secrets redacted, at most
-    2,000 characters; a placeholder when the exception cannot even print itself."""
+    """``exc``'s message (its ``message`` attribute when it has one), secrets redacted, capped
+    (``cap_message``); a placeholder when the exception cannot even print itself."""
     if exc is None:
         return ""
     try:
@@ -29,16 +40,33 @@ def error_message(exc: BaseException | None) -> str:
             text = str(exc)
     except Exception:
         return f"<unprintable {type(exc).__name__}>"
-    return redact_text(text[:4000])[:2000]
+    return cap_message(redact_text(text[: MAX_ERROR_MESSAGE_CHARS * _REDACTION_WINDOW]))
 
 
 def traceback_text(exc: BaseException | None) -> str:
-    """``exc``'s formatted traceback, chain included, secrets redacted; the last 8,000
-    characters."""
+    """``exc``'s formatted traceback, chain included, secrets redacted, capped
+    (``cap_traceback``)."""
     if exc is None:
         return ""
     try:
         text = "".join(traceback.format_exception(exc))
     except Exception:
         return f"<unprintable traceback of {type(exc).__name__}>"
-    return redact_text(text[-16000:])[-8000:]
+    window = MAX_TRACEBACK_CHARS * _REDACTION_WINDOW
+    return cap_traceback(redact_text(text[-window:]), already_cut=max(len(text) - window, 0))
+
+
+def cap_message(text: str) -> str:
+    """``text``, or its first ``MAX_ERROR_MESSAGE_CHARS`` characters ending in an ellipsis."""
+    if len(text) <= MAX_ERROR_MESSAGE_CHARS:
+        return text
+    return text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+
+
+def cap_traceback(text: str, *, already_cut: int = 0) -> str:
+    """``text``, or its last ``MAX_TRACEBACK_CHARS`` characters after a line saying how many were
+    cut (``already_cut`` more were cut before ``text``)."""
+    if len(text) <= MAX_TRACEBACK_CHARS and not already_cut:
+        return text
+    dropped = max(len(text) - MAX_TRACEBACK_CHARS, 0)
+    return f"[{dropped + already_cut} characters cut]\n" + text[dropped:]

@@ -1,4 +1,5 @@
-"""Request an abort: one atomic Redis script that reads a job's state and acts on it.
+"""Request an abort: one atomic Redis script (``lua/abort.lua``) that reads a job's state and
+acts on it.
 
 It sets the job's abort key, marks a job that has not started (``queued``, or ``retrying`` between
 two attempts) ``aborted`` at once, and publishes the job id on ``keys.ABORT_CHANNEL`` so that the
@@ -14,33 +15,20 @@ from typing import Any, Literal
 import redis
 
 from middleware.state import keys
-from middleware.state.jobs import now_ms
+from middleware.state.jobs import (
+    ABORTED,
+    ABORTED_CATEGORY,
+    NOT_STARTED_STATES,
+    QUEUED,
+    RETRYING,
+    TERMINAL_STATES,
+    now_ms,
+    state_list,
+)
+from middleware.state.scripts import scripts_for
 
 #: What an abort request found: it was requested, the job had finished, or no such job.
 AbortResult = Literal["requested", "finished", "unknown"]
-
-# KEYS[1] job state hash, KEYS[2] abort key; ARGV[1] job id, ARGV[2] ttl (s), ARGV[3] channel,
-# ARGV[4] now (ms). Returns {result, state before, workers notified, queue, actor}.
-# A state hash without a state is a job its submitter is still enqueueing: it counts as queued.
-REQUEST_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', '', 0, '', ''} end
-local found = redis.call('HMGET', KEYS[1], 'state', 'queue', 'actor')
-local state, queue, actor = found[1] or 'queued', found[2] or '', found[3] or ''
-if state == 'succeeded' or state == 'dead_lettered' or state == 'aborted'
-    or state == 'dropped' then
-  return {'finished', state, 0, queue, actor}
-end
-redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[2])
-if state == 'queued' or state == 'retrying' then
-  redis.call('HSET', KEYS[1], 'state', 'aborted', 'category', 'aborted',
-    'abort_requested_at', ARGV[4])
-else
-  redis.call('HSET', KEYS[1], 'abort_requested_at', ARGV[4])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-local notified = redis.call('PUBLISH', ARGV[3], ARGV[1])
-return {'requested', state, notified, queue, actor}
-"""
 
 
 @dataclass(frozen=True)
@@ -72,12 +60,12 @@ class AbortOutcome:
         if self.result == "finished":
             state = (self.state_before or "").replace("_", "-")
             return f"{job} already {state}: nothing to abort"
-        if self.state_before == "queued":
+        if self.state_before == QUEUED:
             return (
                 f"{job} was queued: it will not run (the worker that picks it up dead-letters "
                 "it as aborted)"
             )
-        if self.state_before == "retrying":
+        if self.state_before == RETRYING:
             return (
                 f"{job} was waiting to retry: it will not run again (the worker that picks it "
                 "up dead-letters it as aborted)"
@@ -104,17 +92,22 @@ def request_abort(client: redis.Redis, job_id: str, *, ttl_s: int) -> AbortOutco
 
     The abort key and the job's record are kept ``ttl_s`` seconds.
     """
-    found = client.eval(
-        REQUEST_SCRIPT,
-        2,
-        keys.job_key(job_id),
-        keys.abort_key(job_id),
-        job_id,
-        ttl_s,
-        keys.ABORT_CHANNEL,
-        now_ms(),
+    found = scripts_for(client).abort(
+        keys=[keys.job_key(job_id), keys.abort_key(job_id)],
+        args=[
+            job_id,
+            ttl_s,
+            keys.ABORT_CHANNEL,
+            now_ms(),
+            state_list(TERMINAL_STATES),
+            state_list(NOT_STARTED_STATES),
+            QUEUED,
+            ABORTED,
+            ABORTED_CATEGORY,
+            keys.JOB_INDEX_PREFIX,
+        ],
     )
-    result, state, notified, queue, actor = (keys.text(v) for v in found)  # type: ignore[union-attr]
+    result, state, notified, queue, actor = (keys.text(v) for v in found)
     return AbortOutcome(
         job_id=job_id,
         result=result,  # type: ignore[arg-type]

@@ -21,13 +21,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from middleware.core.attempts import OPTION_FIRST_FAILURE
 from middleware.core.classify import Classification
 from middleware.core.decisions import Decision
-from middleware.core.failure_text import error_message, traceback_text, type_name
+from middleware.core.failure_text import (
+    MAX_ERROR_MESSAGE_CHARS as MAX_ERROR_MESSAGE_CHARS,
+)
+from middleware.core.failure_text import (
+    MAX_TRACEBACK_CHARS as MAX_TRACEBACK_CHARS,
+)
+from middleware.core.failure_text import (
+    cap_message,
+    cap_traceback,
+    error_message,
+    traceback_text,
+    type_name,
+)
 from middleware.core.redaction import REDACTED, redact, redact_text
-
-#: Longest error message stored, in characters (the head is kept).
-MAX_ERROR_MESSAGE_CHARS: Final = 2_000
-#: Longest traceback stored, in characters (the tail, where the root cause is, is kept).
-MAX_TRACEBACK_CHARS: Final = 8_000
 
 _ID_DIGITS = 15
 #: A record id, as ``new_record_id`` makes them.
@@ -80,13 +87,17 @@ class DeadLetterRecord(BaseModel):
         return cls(id=new_record_id(dead_at), dead_at=dead_at, **fields)
 
     def redacted(self) -> DeadLetterRecord:
-        """This record as it is stored: secrets redacted, message and traceback capped."""
+        """This record as it is stored: secrets redacted, message and traceback capped.
+
+        The store's own guarantee, for records from anywhere (``add_many`` takes records built
+        by other code): text from ``failure_text`` is safe already and comes out unchanged.
+        """
         return self.model_copy(
             update={
-                "error_message": _cap_head(redact_text(self.error_message)),
-                "traceback": _cap_tail(redact_text(self.traceback)),
+                "error_message": cap_message(redact_text(self.error_message)),
+                "traceback": cap_traceback(redact_text(self.traceback)),
                 "attempts": [
-                    {**a, "error_message": _cap_head(redact_text(a["error_message"]))}
+                    {**a, "error_message": cap_message(redact_text(a["error_message"]))}
                     if isinstance(a.get("error_message"), str)
                     else a
                     for a in self.attempts
@@ -94,19 +105,6 @@ class DeadLetterRecord(BaseModel):
                 "payload": redact(self.payload),
             }
         )
-
-
-def _cap_head(text: str) -> str:
-    if len(text) <= MAX_ERROR_MESSAGE_CHARS:
-        return text
-    return text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-
-
-def _cap_tail(text: str) -> str:
-    if len(text) <= MAX_TRACEBACK_CHARS:
-        return text
-    dropped = len(text) - MAX_TRACEBACK_CHARS
-    return f"[{dropped} characters cut]\n" + text[dropped:]
 
 
 def contains_redaction(value: Any) -> bool:

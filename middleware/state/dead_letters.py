@@ -4,7 +4,8 @@ A record is written, indexed and the job acked in one atomic step, so a job leav
 only once its record exists. Records are ordered by id (milliseconds of death, then a random
 suffix) and listed newest first, a page at a time. The record itself is in
 ``middleware.state.dead_letter_record``; the Lua scripts that keep indexes, counts and retention in
-step are in ``middleware.state.dead_letter_scripts``.
+step are ``lua/dead_letter_*.lua``, called with the arguments that
+``middleware.state.dead_letter_scripts`` builds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from middleware.state.dead_letter_record import (
     record_id_prefix,
     redrive_message,
 )
+from middleware.state.scripts import scripts_for
 
 #: Largest page ``list`` returns.
 MAX_PAGE_SIZE: Final = 1_000
@@ -116,11 +118,12 @@ class DeadLetters:
         self.max_records = max_records
         self.max_age_s = max_age_s
         self.max_evictions_per_write = max_evictions_per_write
-        self._add_script = client.register_script(scripts.ADD_SCRIPT)
-        self._trim_script = client.register_script(scripts.TRIM_SCRIPT)
-        self._redrive_script = client.register_script(scripts.REDRIVE_SCRIPT)
-        self._purge_script = client.register_script(scripts.PURGE_SCRIPT)
-        self._page_script = client.register_script(scripts.PAGE_SCRIPT)
+        registered = scripts_for(client)
+        self._add_script = registered.dead_letter_add
+        self._trim_script = registered.dead_letter_trim
+        self._redrive_script = registered.dead_letter_redrive
+        self._purge_script = registered.dead_letter_purge
+        self._page_script = registered.dead_letter_page
 
     def add(self, record: DeadLetterRecord, *, ack: AckTarget | None = None) -> bool:
         """Store ``record`` (redacted) and, with ``ack``, ack the delivery in the same step.

@@ -1,4 +1,18 @@
-"""Job history: each job's state and attempt timeline in Redis.
+"""Jobs: the job state machine, and each job's state and attempt timeline in Redis.
+
+This module owns the job states: Python code uses the names below, and the Lua scripts get them
+through ARGV (never spelled in a script). The transitions, and where each is written:
+
+    (new) --submit / enqueue--> queued        lua/submit.lua; History.record_enqueued (JobHistory)
+    queued | retrying --start--> running      History.start_attempt
+    running --retry--> retrying               lua/retry.lua (settles the delivery)
+    running --throttle--> queued              lua/retry.lua (our own rate limit: no budget spent)
+    running --succeed--> succeeded            History.record_state (buffered)
+    running --drop--> dropped                 History.record_state (buffered)
+    any but finished --dead letter--> dead_lettered | aborted   lua/dead_letter_add.lua
+    queued | retrying --abort--> aborted      lua/abort.lua (a running job: interrupted, then
+                                              dead-lettered as aborted)
+    dead_lettered | aborted --redrive--> queued   lua/dead_letter_redrive.lua
 
 The worker's hot path pays one synchronous round trip per attempt: the attempt counter and the
 "running" record go in one pipeline when the attempt starts (so a crash is visible). Outcomes are
@@ -13,25 +27,59 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal, get_args
 
 import redis
 
-from middleware.core.redaction import redact_text
 from middleware.state import keys
+
+# search_jobs is the job index's query, importable from here, where jobs are.
+from middleware.state.job_index import search_jobs as search_jobs
+from middleware.state.job_index import trim_job_index
+from middleware.state.scripts import scripts_for
 
 logger = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "retrying", "succeeded", "dead_lettered", "aborted", "dropped")
-ACTIVE_STATES = frozenset({"queued", "running", "retrying"})
-TERMINAL_STATES = frozenset({"succeeded", "dead_lettered", "aborted", "dropped"})
+JobState = Literal[
+    "queued", "running", "retrying", "succeeded", "dead_lettered", "aborted", "dropped"
+]
+#: Every job state, in lifecycle order (the ``evalq jobs show`` contract).
+STATES: Final[tuple[JobState, ...]] = get_args(JobState)
+QUEUED: Final[JobState] = "queued"
+RUNNING: Final[JobState] = "running"
+RETRYING: Final[JobState] = "retrying"
+SUCCEEDED: Final[JobState] = "succeeded"
+DEAD_LETTERED: Final[JobState] = "dead_lettered"
+ABORTED: Final[JobState] = "aborted"
+DROPPED: Final[JobState] = "dropped"
+
+#: A job in one of these states may still run.
+ACTIVE_STATES: Final = frozenset({QUEUED, RUNNING, RETRYING})
+#: A job in one of these states has finished: nothing runs it again unless it is redriven.
+TERMINAL_STATES: Final = frozenset({SUCCEEDED, DEAD_LETTERED, ABORTED, DROPPED})
+#: A job in one of these states is waiting for a worker: an abort stops it at once.
+NOT_STARTED_STATES: Final = frozenset({QUEUED, RETRYING})
+
+#: The category of a job an operator aborted (``middleware.core.errors.JobAborted``).
+ABORTED_CATEGORY: Final = "aborted"
 
 #: How long the per-minute outcome counts are kept, in seconds (the dashboard charts one hour).
 OUTCOME_COUNTS_TTL_S = 2 * 3600
 
 #: Outcomes of one attempt, as the timeline records them.
 OUTCOMES = ("succeeded", "retried", "throttled", "dead_lettered", "dropped", "crashed", "aborted")
+
+
+def dead_state(category: str) -> JobState:
+    """The state of a job dead-lettered with ``category``: ``aborted`` for an abort, else
+    ``dead_lettered``."""
+    return ABORTED if category == ABORTED_CATEGORY else DEAD_LETTERED
+
+
+def state_list(states: Iterable[str]) -> str:
+    """``states`` as one script argument: names separated by spaces (``shared/states.lua``)."""
+    return " ".join(sorted(states))
 
 
 def now_ms() -> int:
@@ -49,7 +97,11 @@ def attempt_record(
     error_type: str | None = None,
     error_message: str | None = None,
 ) -> dict[str, Any]:
-    """One entry of a job's attempt timeline (the ``evalq jobs show`` contract)."""
+    """One entry of a job's attempt timeline (the ``evalq jobs show`` contract).
+
+    ``error_type`` and ``error_message`` are shown as given: pass them from
+    ``middleware.core.failure_text`` (redacted and capped there, once) or text of evalq's own.
+    """
     return {
         "n": n,
         "started_at": started_at,
@@ -57,18 +109,21 @@ def attempt_record(
         "outcome": outcome,
         "category": category,
         "error_type": error_type,
-        "error_message": None if error_message is None else redact_text(error_message),
+        "error_message": error_message,
     }
 
 
 class History:
-    """Reads and writes job states and attempt timelines.
+    """Reads and writes job states and attempt timelines, and keeps the job index in step.
 
     Parameters:
       client(redis.Redis): The Redis client (shared with the broker).
-      ttl_s(int): How long a job's records are kept after their last change, in seconds.
+      ttl_s(int): How long a job's records are kept after their last change, in seconds; jobs
+        stay in the job index this long after they were enqueued.
       flush_interval_s(float): How often buffered writes are flushed, in seconds.
       max_buffer(int): Flush early once this many writes are buffered.
+      trim_interval_s(float): How often the job index is trimmed by age, in seconds, by one
+        process at a time (the flusher of whichever process gets there first).
     """
 
     def __init__(
@@ -78,80 +133,81 @@ class History:
         ttl_s: int = 7 * 24 * 3600,
         flush_interval_s: float = 0.1,
         max_buffer: int = 500,
+        trim_interval_s: float = 60.0,
     ) -> None:
         self.client = client
         self.ttl_s = ttl_s
         self.flush_interval_s = flush_interval_s
         self.max_buffer = max_buffer
-        self._buffer: list[tuple[str, str, Mapping[str, Any]]] = []
+        self.trim_interval_s = trim_interval_s
+        self._scripts = scripts_for(client)
+        # ("attempt", job id, entry) or ("state", job id, fields, enqueued_at)
+        self._buffer: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_trim = 0.0
 
     # --- synchronous writes ------------------------------------------------------------------
 
     def record_enqueued(self, job_id: str, *, queue: str, actor: str) -> None:
         """Mark a freshly enqueued job ``queued`` (the submitter's path, not the worker's)."""
-        pipe = self.client.pipeline(transaction=False)
-        self._write_state(
-            pipe,
-            job_id,
-            {"state": "queued", "queue": queue, "actor": actor, "enqueued_at": now_ms()},
-        )
-        pipe.execute()
+        enqueued_at = now_ms()
+        fields = {"state": QUEUED, "queue": queue, "actor": actor, "enqueued_at": enqueued_at}
+        self._scripts.transition(*self._transition_call(job_id, fields, enqueued_at))
 
     def start_attempt(
-        self, job_id: str, *, queue: str, actor: str, running_until: int
+        self,
+        job_id: str,
+        *,
+        queue: str,
+        actor: str,
+        running_until: int,
+        enqueued_at: int | None = None,
     ) -> tuple[int, bool]:
         """Count a new attempt and record it as running, in one round trip.
 
         ``running_until`` (ms since the epoch) is when the attempt's time limit has certainly
-        passed: a job still ``running`` after it is known to be dead. Returns the attempt's
+        passed: a job still ``running`` after it is known to be dead. ``enqueued_at`` (the
+        message timestamp) indexes a job the job index does not know yet. Returns the attempt's
         number and whether an operator asked to abort the job.
         """
-        started = now_ms()
-        counter = keys.attempt_counter_key(job_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.incr(counter)
-        pipe.expire(counter, self.ttl_s)
-        pipe.hset(
-            keys.job_key(job_id),
-            mapping={
-                "state": "running",
-                "queue": queue,
-                "actor": actor,
-                "started_at": started,
-                "running_until": running_until,
-            },
-        )
-        pipe.expire(keys.job_key(job_id), self.ttl_s)
-        pipe.exists(keys.abort_key(job_id))
-        replies = pipe.execute()
-        # The timeline entry is written with the outcome; a crash leaves only the counter and
-        # the "running" state behind, which is exactly what crash detection reads.
-        return int(replies[0]), bool(replies[-1])
+        n, aborted = self._scripts.start(
+            keys=[
+                keys.attempt_counter_key(job_id),
+                keys.job_key(job_id),
+                keys.abort_key(job_id),
+            ],
+            args=[
+                job_id, self.ttl_s, queue, actor, now_ms(), running_until, RUNNING,
+                enqueued_at or "", keys.JOB_INDEX_PREFIX,
+            ],
+        )  # fmt: skip
+        return int(n), bool(aborted)
 
     # --- buffered writes ---------------------------------------------------------------------
 
     def record_attempt(self, job_id: str, attempt: dict[str, Any]) -> None:
         """Buffer one finished attempt of the timeline."""
-        self._enqueue(keys.attempts_key(job_id), "attempt", attempt)
+        self._enqueue(("attempt", job_id, attempt))
 
-    def record_state(self, job_id: str, fields: Mapping[str, Any]) -> None:
-        """Buffer a change of a job's state hash."""
-        self._enqueue(keys.job_key(job_id), "state", fields)
+    def record_state(
+        self, job_id: str, fields: Mapping[str, Any], *, enqueued_at: int | None = None
+    ) -> None:
+        """Buffer a change of a job's state hash (and of its place in the job index);
+        ``enqueued_at`` (the message timestamp) indexes a job the index does not know yet."""
+        self._enqueue(("state", job_id, fields, enqueued_at))
 
     def count_outcome(self, outcome: str, category: str | None, *, at_ms: int) -> None:
         """Buffer one attempt outcome (``succeeded`` or ``failed``, by category) for the
         per-minute counts the dashboard charts; written with the next flush, no round trip."""
-        field = f"{outcome}:{category or ''}"
-        self._enqueue(keys.outcomes_minute_key(at_ms // 60_000), "count", {"field": field})
+        self._enqueue(("count", f"{outcome}:{category or ''}", at_ms // 60_000))
 
-    def _enqueue(self, key: str, kind: str, value: Mapping[str, Any]) -> None:
+    def _enqueue(self, change: tuple[Any, ...]) -> None:
         with self._lock:
-            self._buffer.append((key, kind, value))
+            self._buffer.append(change)
             full = len(self._buffer) >= self.max_buffer
         if full or self._thread is None:
             self._wake.set()
@@ -169,29 +225,54 @@ class History:
             batch, self._buffer = self._buffer, []
         if not batch:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for key, kind, value in batch:
-            if kind == "attempt":
-                pipe.hset(key, str(value["n"]), json.dumps(value))
-            elif kind == "count":
-                pipe.hincrby(key, value["field"], 1)
-                pipe.expire(key, OUTCOME_COUNTS_TTL_S)
-                pipe.hincrby(keys.OUTCOMES_TOTAL_KEY, value["field"], 1)
-                continue
-            else:
-                pipe.hset(key, mapping=dict(value))
-            pipe.expire(key, self.ttl_s)
         try:
-            pipe.execute()
+            try:
+                self._write(batch)
+            except redis.exceptions.NoScriptError:
+                # Redis restarted and forgot its scripts: load them, write the batch again
+                # (every write in it is idempotent).
+                self._scripts.load(self.client)
+                self._write(batch)
         except redis.RedisError:
             logger.warning("Could not write %d history change(s); retrying.", len(batch))
             with self._lock:
                 self._buffer[:0] = batch
 
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for kind, job_id, *change in batch:
+            if kind == "attempt":
+                key = keys.attempts_key(job_id)
+                pipe.hset(key, str(change[0]["n"]), json.dumps(change[0]))
+                pipe.expire(key, self.ttl_s)
+            elif kind == "count":
+                # (for counts, "job_id" is the field "<outcome>:<category>" and change the minute)
+                minute_key = keys.outcomes_minute_key(change[0])
+                pipe.hincrby(minute_key, job_id, 1)
+                pipe.expire(minute_key, OUTCOME_COUNTS_TTL_S)
+                pipe.hincrby(keys.OUTCOMES_TOTAL_KEY, job_id, 1)
+            else:
+                call_keys, args = self._transition_call(job_id, change[0], change[1])
+                # EVALSHA without redis-py's SCRIPT EXISTS round trip per pipeline: the script
+                # was loaded when the flusher started, and a NoScriptError loads it again.
+                pipe.evalsha(self._scripts.transition.sha, len(call_keys), *call_keys, *args)
+        pipe.execute()
+
+    def _transition_call(
+        self, job_id: str, fields: Mapping[str, Any], enqueued_at: int | None
+    ) -> tuple[list[str], list[Any]]:
+        pairs = [item for field in fields.items() for item in field]
+        args = [job_id, self.ttl_s, enqueued_at or "", keys.JOB_INDEX_PREFIX, *pairs]
+        return [keys.job_key(job_id)], args
+
     def start(self) -> None:
         """Start the background flusher (once per worker process)."""
         if self._thread is not None:
             return
+        try:
+            self._scripts.load(self.client)
+        except redis.RedisError:
+            logger.warning("Could not load the history scripts yet; they load on first use.")
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="evalq-history", daemon=True)
         self._thread.start()
@@ -210,12 +291,25 @@ class History:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             self.flush()
+            self._trim_on_schedule()
+
+    def _trim_on_schedule(self) -> None:
+        """Trim the job index by age every ``trim_interval_s``: one ``SET NX`` per interval and
+        process, and the trim itself in whichever process takes the lock."""
+        if time.monotonic() < self._next_trim:
+            return
+        self._next_trim = time.monotonic() + self.trim_interval_s
+        try:
+            lock = keys.JOB_INDEX_TRIM_LOCK
+            if not self.client.set(lock, 1, nx=True, ex=max(int(self.trim_interval_s), 1)):
+                return
+            for _ in range(10):  # at most 10 budgets' worth per interval
+                if not trim_job_index(self.client, max_age_s=self.ttl_s, now_ms=now_ms())[1]:
+                    break
+        except redis.RedisError:
+            logger.warning("Could not trim the job index; trying again later.", exc_info=True)
 
     # --- reads -------------------------------------------------------------------------------
-
-    def _write_state(self, pipe: Any, job_id: str, fields: Mapping[str, Any]) -> None:
-        pipe.hset(keys.job_key(job_id), mapping=dict(fields))
-        pipe.expire(keys.job_key(job_id), self.ttl_s)
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         """The job's attempt timeline, in attempt order."""

@@ -56,6 +56,32 @@ def acks_key(broker_id: str, queue: str) -> str:
     return f"{DRAMATIQ_NAMESPACE}:__acks__.{broker_id}.{queue}"
 
 
+# Job index (middleware/state/jobs.py: search_jobs). Sorted sets of job ids, scored by when the job
+# was enqueued (ms since the epoch), kept in step with each job's record by the scripts that
+# change it (lua/shared/job_index.lua) and trimmed by age.
+
+#: Prefix of every index key: ``<prefix>all``, ``<prefix><field>:<value>`` for the fields in
+#: ``JOB_INDEX_FIELDS`` and ``<prefix>queue-state:<queue>:<state>``; ``<prefix>names:<field>``
+#: is the set of values indexed for a field (the trim walks them; nothing is scanned).
+JOB_INDEX_PREFIX = "evalq:jobs:"
+#: Index of every job.
+JOB_INDEX_ALL = f"{JOB_INDEX_PREFIX}all"
+#: The fields jobs are indexed by, one index per value; ``queue-state`` pairs two of them.
+JOB_INDEX_FIELDS = ("queue", "actor", "state", "category")
+#: Held (``SET NX EX``) by the process trimming the job index, so that one trims at a time.
+JOB_INDEX_TRIM_LOCK = f"{JOB_INDEX_PREFIX}trimming"
+
+
+def job_index_key(field: str, value: str) -> str:
+    """The index of the jobs whose ``field`` (one of ``JOB_INDEX_FIELDS``) is ``value``."""
+    return f"{JOB_INDEX_PREFIX}{field}:{value}"
+
+
+def job_queue_state_index_key(queue: str, state: str) -> str:
+    """The index of the jobs in ``state`` on ``queue`` (queue names cannot contain ``:``)."""
+    return f"{JOB_INDEX_PREFIX}queue-state:{queue}:{state}"
+
+
 # Dead-letter store (middleware/state/dead_letters.py). Record ids sort lexically by time; every
 # index is a sorted set whose members are record ids, all with score 0, so lexical range queries
 # page it.

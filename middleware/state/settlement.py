@@ -1,9 +1,10 @@
 """Settling a failed attempt's delivery in Redis: its retry in one atomic step, and patience.
 
-A delivery is settled once, by the worker that holds it: the retry script (like the dead-letter
-store's add script) does nothing unless the delivery is still in Dramatiq's acks set of this
-worker, so a delivery requeued after a heartbeat timeout is not settled twice. ``settle`` keeps
-trying while Redis is unreachable and nacks the message if Redis does not come back.
+A delivery is settled once, by the worker that holds it: the retry script (``lua/retry.lua``, like
+the dead-letter store's add script) does nothing unless the delivery is still in Dramatiq's acks
+set of this worker, so a delivery requeued after a heartbeat timeout is not settled twice.
+``settle`` keeps trying while Redis is unreachable and nacks the message if Redis does not come
+back.
 """
 
 from __future__ import annotations
@@ -19,29 +20,13 @@ import redis
 from dramatiq.broker import MessageProxy
 
 from middleware.state import keys
+from middleware.state.jobs import RETRYING
 
 # Settling is the error policy's work, logged where operators read the error policy's decisions.
 logger = logging.getLogger("evalq.error_policy")
 
 #: How often a settlement that keeps failing is reported (it is retried all along), in seconds.
 SETTLE_PATIENCE_S = 60.0
-
-# Atomically: if this worker still holds the message, ack it, put its retry on the delay queue,
-# mark the job retrying and append the attempt to its timeline. Returns 0 if the message was no
-# longer ours (already settled, or requeued after a heartbeat timeout).
-RETRY_SCRIPT = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
-redis.call('RPUSH', KEYS[3], ARGV[2])
-redis.call('HSET', KEYS[5], 'state', ARGV[11], 'category', ARGV[6], 'retry_at', ARGV[7],
-           'error_type', ARGV[8], 'error_message', ARGV[9])
-redis.call('EXPIRE', KEYS[5], ARGV[10])
-redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
-redis.call('EXPIRE', KEYS[6], ARGV[10])
-return 1
-"""
 
 
 def delayed_retry(message: MessageProxy, *, eta: int, carried: dict[str, Any]) -> tuple[str, bytes]:
@@ -64,9 +49,9 @@ def retry_call(
     entry: dict[str, Any],
     eta: int,
     job_ttl_s: int,
-    state: str = "retrying",
+    state: str = RETRYING,
 ) -> tuple[list[str], list[Any]]:
-    """Keys and arguments of ``RETRY_SCRIPT``: ack ``message``'s delivery, put the retry
+    """Keys and arguments of ``lua/retry.lua``: ack ``message``'s delivery, put the retry
     (``redis_message_id``, ``data`` from ``delayed_retry``) on the delay queue, mark the job
     retrying at ``eta`` and add ``entry`` (``history.attempt_record``) to its timeline."""
     queue = message.queue_name
@@ -91,6 +76,9 @@ def retry_call(
         entry["error_message"] or "",
         job_ttl_s,
         state,
+        message.message_id,
+        message.message_timestamp,
+        keys.JOB_INDEX_PREFIX,
     ]
     return script_keys, args
 

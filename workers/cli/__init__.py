@@ -17,7 +17,7 @@ from middleware.core.redaction import redact_text
 from workers import client
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
 from workers.deduplication import DedupError
-from workers.lanes import lanes
+from workers.lanes import SUBMIT_LANES, lanes
 from workers.local_redis import advertise, owned_redis
 from workers.process_group import ProcessGroup
 from workers.requests_file import read_requests
@@ -35,8 +35,10 @@ app = typer.Typer(
 def _register_operator_commands() -> None:
     from workers.cli.abort import abort_job
     from workers.cli.dashboard import dashboard
+    from workers.cli.jobs import jobs_list
     from workers.cli.operate import dlq_app, jobs_app, policy_app
 
+    jobs_app.command("list")(jobs_list)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(policy_app, name="policy")
@@ -92,8 +94,8 @@ def submit(
     duplicates an earlier job (see --dedup) is reported with that job's id and
     "deduplicated": true.
     """
-    if lane not in ("live", "batch"):
-        fail(f"--lane must be live or batch, not {lane!r}")
+    if lane not in SUBMIT_LANES:
+        fail(f"--lane must be {' or '.join(SUBMIT_LANES)}, not {lane!r}")
     try:
         # Checked before the file is read, so a bad combination fails fast.
         chosen = client.dedup_for(dedup, dedup_window)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -39,3 +40,32 @@ def print_json(document: Any) -> None:
     """Write one JSON document on stdout."""
     sys.stdout.write(json.dumps(document) + "\n")
     sys.stdout.flush()
+
+
+def instant(value: str | None, option: str) -> int | None:
+    """Milliseconds since the epoch from ``1764160000000`` or ``2026-11-26T12:00`` (UTC if no
+    offset is given); None for None.
+
+    Raises:
+      ValueError: naming ``option``, when ``value`` is neither.
+    """
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{option}: {value!r} is neither an ISO time nor epoch milliseconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def clock_time(ms: int | None) -> str:
+    """``ms`` since the epoch as ``2026-11-26 12:00:00`` (UTC); "" for None or 0."""
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
