@@ -99,7 +99,6 @@ def _deep_cursor(store: DeadLetters, depth: int) -> str:
 def run() -> list[dict[str, Any]]:
     import workers
     from dashboard import Services, create_app
-    from dashboard.queries import search_function
 
     with (
         tempfile.TemporaryDirectory(prefix="evalq-bench-") as data_dir,
@@ -135,8 +134,7 @@ def run() -> list[dict[str, Any]]:
                     _row("dead letters: deep page / first page", deep / first, 1.0,
                          DEPTH_RATIO_TARGET, unit="x"),
                 ]  # fmt: skip
-                if search_function() is not None:
-                    rows += _history_rows(http, client, baseline)
+                rows += _history_rows(http, client, baseline)
                 return rows
         finally:
             client.close()

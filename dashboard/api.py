@@ -15,7 +15,7 @@ from starlette.routing import Route
 from dashboard import actions, queries
 from dashboard.auth import principal_of
 from dashboard.bulk import BULK_KINDS, BulkActions
-from dashboard.filters import BadFilter, DeadLetterFilter, JobFilter, limit_of
+from dashboard.filters import DeadLetterFilter, JobFilter, limit_of
 from dashboard.openapi import openapi_document
 from dashboard.services import Services
 
@@ -48,12 +48,8 @@ def jobs(request: Request) -> Response:
         page = queries.history_page(
             _services(request), selection, limit=limit, cursor=request.query_params.get("cursor")
         )
-    except BadFilter as error:
+    except ValueError as error:  # BadFilter included
         return _bad(error)
-    except ValueError as error:
-        return _bad(error)
-    except queries.HistoryUnavailable as error:
-        return _bad(error, 501)
     return JSONResponse(page)
 
 

@@ -29,8 +29,8 @@ _OPERATIONS: list[tuple[str, str, str, list[str], bool]] = [
      "n of max.", [], False),
     ("get", "/api/workers", "Worker processes alive (heartbeat), with their current jobs.", [],
      False),
-    ("get", "/api/jobs", "Job history, newest first, cursor-paginated (501 without the job "
-     "index).", _JOB_FILTER + _PAGE, False),
+    ("get", "/api/jobs", "Job history over the job index, newest first, cursor-paginated.",
+     _JOB_FILTER + _PAGE, False),
     ("get", "/api/jobs/{job_id}", "One job: state, attempt timeline, dead letter, result.", [],
      False),
     ("post", "/api/jobs/{job_id}/abort", "Abort a job (409 when it had finished or is unknown).",

@@ -70,7 +70,7 @@ def history(request: Request) -> Response:
         selection = JobFilter.parse(params)
         page = queries.history_page(_services(request), selection, limit=limit_of(params),
                                     cursor=params.get("cursor"))  # fmt: skip
-    except (ValueError, queries.HistoryUnavailable) as problem:
+    except ValueError as problem:
         selection, error = JobFilter(), str(problem)
     next_url = None
     if page and page["next_cursor"]:

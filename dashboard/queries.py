@@ -7,7 +7,6 @@ one page of an index.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from dashboard.filters import DeadLetterFilter, JobFilter
@@ -15,15 +14,12 @@ from dashboard.services import Services
 from middleware.state import jobs as job_states
 from middleware.state import keys
 from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import search_jobs
 from middleware.worker_registry import live_workers
 from workers.status import collect_status
 
 #: Minutes the overview's chart covers.
 CHART_MINUTES = 60
-
-
-class HistoryUnavailable(RuntimeError):
-    """This build has no job index to search (``middleware.state.jobs.search_jobs``)."""
 
 
 def overview(services: Services) -> dict[str, Any]:
@@ -178,29 +174,17 @@ def dead_letter_page(
     }
 
 
-def search_function() -> Any:
-    """The job index's ``search_jobs`` (``middleware.state.job_index``, or ``jobs``), or None
-    when this build has none."""
-    try:
-        job_index = importlib.import_module("middleware.state.job_index")
-    except ImportError:
-        job_index = None
-    return getattr(job_index, "search_jobs", None) or getattr(job_states, "search_jobs", None)
-
-
 def history_page(
     services: Services, selection: JobFilter, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    """Jobs matching ``selection``, newest first, one page of the job index.
+    """Jobs matching ``selection``, newest first: one page of the job index (``search_jobs``),
+    which costs the same at any depth. A filtered page may hold fewer than ``limit`` jobs while
+    more pages follow.
 
     Raises:
-      HistoryUnavailable: this build has no job index (``search_jobs``).
+      ValueError: a cursor this index did not give.
     """
-    search = search_function()
-    if search is None:
-        raise HistoryUnavailable(
-            "history search needs the job index (middleware.state.jobs.search_jobs), which this "
-            "build does not have yet; find a job by id instead"
-        )
-    jobs, next_cursor = search(services.client, **selection.as_dict(), limit=limit, cursor=cursor)
+    jobs, next_cursor = search_jobs(
+        services.client, **selection.as_dict(), limit=limit, cursor=cursor
+    )
     return {"jobs": jobs, "next_cursor": next_cursor, "filter": selection.as_dict()}

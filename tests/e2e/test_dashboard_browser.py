@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from dashboard.queries import search_function
 from middleware.state.jobs import History
 from tests.e2e.conftest import screenshot
 from tests.support.dashboard_actors import FIXED_KEY, QUEUE, fail_until_fixed, linger
@@ -85,10 +82,6 @@ def test_an_operator_filters_dead_letters_by_category_and_bulk_redrives_them_to_
     screenshot(page, "overview")
 
 
-@pytest.mark.skipif(
-    search_function() is None,
-    reason="history search needs the job index (search_jobs), not in this build",
-)
 def test_an_operator_searches_the_history_by_state_and_category(
     page, dashboard, worker_pools, redis_client
 ):

@@ -7,11 +7,9 @@ import time
 
 from starlette.routing import Route
 
-from dashboard import queries
 from middleware.state.jobs import History
 from tests.support.dead_letters import make_record
 from tests.unit.dashboard.conftest import METRICS_TOKEN, VIEWER_TOKEN
-from tests.unit.dashboard.test_pages import XSS, assert_inert
 
 VIEWER = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
 
@@ -66,58 +64,6 @@ def test_metrics_are_prometheus_text_with_depths_outcomes_dead_letters_and_worke
     assert 'evalq_dlq_records{category="auth"} 1.0' in text
     assert 'evalq_dlq_evicted_total{reason="overflow"} 0.0' in text
     assert "evalq_workers_alive 0.0" in text
-
-
-def test_history_search_without_the_job_index_says_so_instead_of_scanning(operator, monkeypatch):
-    monkeypatch.setattr(queries, "search_function", lambda: None)
-    api = operator.get("/api/jobs?state=succeeded", headers=VIEWER)
-    assert api.status_code == 501 and "job index" in api.json()["error"]
-    page = operator.get("/jobs?state=succeeded").text
-    assert "history search needs the job index" in page
-
-
-def test_history_search_pages_through_the_job_index_and_escapes_what_it_shows(
-    operator, monkeypatch
-):
-    # The page's side of search_jobs' contract (middleware.state.job_index): the filters and
-    # the cursor go through as given, the summaries come back escaped.
-    calls = []
-
-    def search_jobs(client, **query):
-        calls.append(query)
-        summary = {
-            "job_id": "j-1",
-            "queue": "default",
-            "actor": "a",
-            "state": "dead_lettered",
-            "category": "invalid_request",
-            "attempts": 3,
-            "enqueued_at": 1,
-            "finished_at": 2,
-            "error_type": "BadRequestError",
-            "error_message": XSS,
-            "dead_letter_id": None,
-        }
-        return [summary], "next-1"
-
-    monkeypatch.setattr(queries, "search_function", lambda: search_jobs)
-    document = operator.get(
-        "/api/jobs?state=dead_lettered&category=auth&limit=10&cursor=c0", headers=VIEWER
-    ).json()
-    assert document["jobs"][0]["job_id"] == "j-1" and document["next_cursor"] == "next-1"
-    assert calls[0] == {
-        "queue": None,
-        "state": "dead_lettered",
-        "actor": None,
-        "category": "auth",
-        "since_ms": None,
-        "until_ms": None,
-        "limit": 10,
-        "cursor": "c0",
-    }
-    page = operator.get("/jobs?state=dead_lettered").text
-    assert "/jobs/j-1" in page and "cursor=next-1" in page and "<td>3</td>" in page
-    assert_inert(page)
 
 
 def test_route_names_are_unique_so_links_never_point_at_the_api_by_mistake(operator):
