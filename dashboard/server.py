@@ -73,6 +73,7 @@ class DashboardServer:
         return self.url
 
     def _build(self) -> uvicorn.Server:
+        _log_actions()
         app = create_app(
             self.settings,
             Services.from_settings(self.settings, self.client, self.policy),
@@ -111,6 +112,17 @@ class DashboardServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.socket.close()
+
+
+def _log_actions() -> None:
+    """Send the dashboard's log (logins, actions with who did them, refusals) to stderr, unless
+    the process configured logging itself (then its handlers get it)."""
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _listen(host: str, port: int, *, fallback: bool) -> socket.socket:

@@ -72,7 +72,11 @@ def test_the_dashboard_command_prints_a_login_link_that_opens_the_dashboard(redi
         assert status == 200 and "Overview" in page
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
+        rest, _ = proc.communicate(timeout=20)
+    # Logins (and actions) are logged with who did them; the token only ever in the link.
+    assert "evalq.dashboard INFO dashboard login: operator (operator)" in rest
+    token = link.split("token=")[1]
+    assert token not in rest
 
 
 def test_the_dashboard_refuses_to_listen_beyond_loopback_without_a_token(redis_url):
