@@ -3,7 +3,7 @@
 #   make test   the whole test suite (unit, integration with real Redis and real workers)
 #   make bench  benchmarks, reported as ratios against a baseline measured in the same run
 #               (make bench-full: the dashboard benchmark at full size)
-#   make lint   ruff and mypy --strict on config/ and middleware/
+#   make lint   ruff and mypy --strict on config/, middleware/ and dashboard/
 
 PYTHON ?= python3
 UV_VERSION := 0.13.9

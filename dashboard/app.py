@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from config.settings import Settings
 from dashboard import api, pages
-from dashboard.auth import Authentication, SecurityHeaders, Sessions, Tokens, csrf_token
+from dashboard.auth import Authentication, SecurityHeaders, Sessions, Tokens
 from dashboard.metrics import render_metrics
 from dashboard.services import Services
 
@@ -61,10 +61,9 @@ async def login(request: Request) -> Response:
     """GET: the form (or, with ``?token=``, the link ``evalq dashboard`` prints). POST: the form.
     A good token starts a session; the name given is what the action log records."""
     tokens: Tokens = request.app.state.tokens
+    login_page: Jinja2Templates = request.app.state.templates
     if request.method == "GET" and "token" not in request.query_params:
-        return request.app.state.templates.TemplateResponse(
-            request, "login.html", {"error": None, "csrf": csrf_token(request)}
-        )
+        return login_page.TemplateResponse(request, "login.html", {"error": None})
     if request.method == "POST":
         form = await request.form()
         token, name = str(form.get("token") or ""), str(form.get("name") or "")
@@ -74,10 +73,9 @@ async def login(request: Request) -> Response:
     if role is None:
         logger.warning("dashboard login refused from %s",
                        request.client.host if request.client else "?")  # fmt: skip
-        return request.app.state.templates.TemplateResponse(
-            request, "login.html", {"error": "That token is not valid.", "csrf": ""},
-            status_code=401,
-        )  # fmt: skip
+        return login_page.TemplateResponse(
+            request, "login.html", {"error": "That token is not valid."}, status_code=401
+        )
     request.session.clear()
     # The name goes into log lines: printable characters only.
     shown = "".join(ch for ch in name.strip() if ch.isprintable())[:64] or role

@@ -13,7 +13,7 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from dashboard.filters import DeadLetterFilter
 from dashboard.services import Services
@@ -86,7 +86,7 @@ class BulkActions:
 
     def get(self, action_id: str) -> dict[str, Any] | None:
         """A bulk action's record, or None."""
-        raw = self.services.client.hgetall(keys.bulk_action_key(action_id))
+        raw = cast("dict[Any, Any]", self.services.client.hgetall(keys.bulk_action_key(action_id)))
         return _record(raw) if raw else None
 
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -69,5 +69,5 @@ class _Snapshot:
 def render_metrics(services: Services) -> bytes:
     """The exposition text of one scrape."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(services))  # type: ignore[arg-type]
+    registry.register(_Snapshot(services))
     return generate_latest(registry)
