@@ -83,6 +83,20 @@ def _median_ms(call: Callable[[], Any], repeats: int = REPEATS) -> float:
     return statistics.median(timings) * 1000
 
 
+def _paired_medians_ms(
+    first: Callable[[], Any], second: Callable[[], Any], repeats: int = REPEATS
+) -> tuple[float, float]:
+    """Median times of two calls measured turn about, so that a busy machine slows both alike."""
+    first(), second()
+    timings: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for call, times in ((first, timings[0]), (second, timings[1])):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return statistics.median(timings[0]) * 1000, statistics.median(timings[1]) * 1000
+
+
 def _cursor_at(client: redis.Redis, depth: int, **filters: Any) -> str:
     """The cursor a reader paging through the listing has after ``depth`` jobs. Built from the
     index itself (walking 900 pages of 1,000 would take minutes) and checked against the page it
@@ -120,8 +134,10 @@ def _row(name: str, value: float, baseline: float, target: float) -> dict[str, A
 def _pair(client: redis.Redis, label: str, depth: int, **filters: Any) -> list[dict[str, Any]]:
     """The first page of a listing against one record's read, and a deep page against it."""
     cursor = _cursor_at(client, depth, **filters)
-    first = _median_ms(lambda: search_jobs(client, limit=PAGE, **filters))
-    deep = _median_ms(lambda: search_jobs(client, limit=PAGE, cursor=cursor, **filters))
+    first, deep = _paired_medians_ms(
+        lambda: search_jobs(client, limit=PAGE, **filters),
+        lambda: search_jobs(client, limit=PAGE, cursor=cursor, **filters),
+    )
     record = keys.job_key("00000000-bench-job")
     one = _median_ms(lambda: client.hgetall(record))
     return [

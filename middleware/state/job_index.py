@@ -114,8 +114,11 @@ def trim_job_index(
     """Remove the index entries of jobs enqueued more than ``max_age_s`` seconds before
     ``now_ms``, at most ``budget`` of them; returns how many were removed and whether entries
     that old are left (then call it again)."""
+    # Imported here: middleware.state.jobs (which owns the states) imports this module.
+    from middleware.state.jobs import STATES, state_list
+
     removed, unfinished = scripts_for(client).job_index_trim(
-        args=[keys.JOB_INDEX_PREFIX, now_ms - max_age_s * 1000, budget]
+        args=[keys.JOB_INDEX_PREFIX, now_ms - max_age_s * 1000, budget, state_list(STATES)]
     )
     return int(removed), bool(unfinished)
 

@@ -1,24 +1,26 @@
 """Jobs: the job state machine, and each job's state and attempt timeline in Redis.
 
 This module owns the job states: Python code uses the names below, and the Lua scripts get them
-through ARGV (never spelled in a script). The transitions, and where each is written:
+through ARGV (never spelled in a script). The transitions, and the script that writes each (every
+one also moves the job in the job index, ``middleware.state.job_index``, in the same step):
 
-    (new) --submit / enqueue--> queued        lua/submit.lua; History.record_enqueued (JobHistory)
-    queued | retrying --start--> running      History.start_attempt
+    (new) --submit / enqueue--> queued        lua/submit.lua; lua/transition.lua from
+                                              History.record_enqueued (JobHistory)
+    queued | retrying --start--> running      lua/start.lua (History.start_attempt)
     running --retry--> retrying               lua/retry.lua (settles the delivery)
     running --throttle--> queued              lua/retry.lua (our own rate limit: no budget spent)
-    running --succeed--> succeeded            History.record_state (buffered)
-    running --drop--> dropped                 History.record_state (buffered)
+    running --succeed--> succeeded            lua/transition.lua (History.record_state, buffered)
+    running --drop--> dropped                 lua/transition.lua (History.record_state, buffered)
     any but finished --dead letter--> dead_lettered | aborted   lua/dead_letter_add.lua
     queued | retrying --abort--> aborted      lua/abort.lua (a running job: interrupted, then
                                               dead-lettered as aborted)
     dead_lettered | aborted --redrive--> queued   lua/dead_letter_redrive.lua
 
-The worker's hot path pays one synchronous round trip per attempt: the attempt counter and the
-"running" record go in one pipeline when the attempt starts (so a crash is visible). Outcomes are
-buffered per process and written in pipelined batches by a background thread; the decisions that
-must be durable before the broker forgets a message (a retry, a dead letter) are written by the
-same atomic script that settles the message.
+The worker's hot path pays one synchronous round trip per attempt: the start script counts the
+attempt and records it running (so a crash is visible). Outcomes are buffered per process and
+written in pipelined batches by a background thread; the decisions that must be durable before
+the broker forgets a message (a retry, a dead letter) are written by the same atomic script that
+settles the message.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@
 -- ARGV[1] JOB_INDEX   prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
 -- ARGV[2] cutoff      entries scored below this (ms) are removed
 -- ARGV[3] budget      most entries removed by this call
+-- ARGV[4] states      every job state, space-separated (jobs.STATES)
 local JOB_INDEX = ARGV[1]
 local cutoff = ARGV[2]
 local budget = tonumber(ARGV[3])
+local states = ARGV[4]
 
 local removed = 0
 
@@ -22,12 +24,20 @@ local function trim(key)
 end
 
 local complete = trim(JOB_INDEX .. 'all')
-for _, field in ipairs({'queue', 'actor', 'state', 'category', 'queue-state'}) do
+for state in string.gmatch(states, '%S+') do
+  if complete then complete = trim(JOB_INDEX .. 'state:' .. state) end
+end
+for _, field in ipairs({'queue', 'actor', 'category'}) do
   local names = JOB_INDEX .. 'names:' .. field
   for _, value in ipairs(redis.call('SMEMBERS', names)) do
     local key = JOB_INDEX .. field .. ':' .. value
     if complete then complete = trim(key) end
-    if redis.call('EXISTS', key) == 0 then redis.call('SREM', names, value) end
+    if field == 'queue' then
+      for state in string.gmatch(states, '%S+') do
+        if complete then complete = trim(JOB_INDEX .. 'queue-state:' .. value .. ':' .. state) end
+      end
+    end
+    if complete and redis.call('EXISTS', key) == 0 then redis.call('SREM', names, value) end
   end
 end
 return {removed, complete and 0 or 1}

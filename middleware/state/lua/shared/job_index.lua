@@ -1,4 +1,4 @@
--- The job index (middleware/state/jobs.py: search_jobs): sorted sets of job ids scored by when
+-- The job index (middleware/state/job_index.py: search_jobs): sorted sets of job ids scored by when
 -- the job was enqueued, one per value of each indexed field, kept in step with the job's record
 -- in the same script that changes it. The including script declares the local
 --   JOB_INDEX   prefix of every index key (keys.JOB_INDEX_PREFIX)
@@ -8,10 +8,14 @@
 -- index_job(id, score, before, after, rescore)
 --   Move the job's entries from the indexes of `before` to those of `after` (tables as
 --   indexed_fields returns; a nil field is in no index). The score is the one the job is
---   indexed with already; `score` (ms) is used for a job not indexed yet, or for every entry
---   with `rescore` (a redrive enqueues the job anew). Without a score nothing is indexed.
+--   indexed with already; `score` (ms) is used for a job not indexed yet (a job without a
+--   record is taken to be new), or for every entry with `rescore` (a redrive enqueues the job
+--   anew). Without a score nothing is indexed.
 
 local INDEXED_FIELDS = {'queue', 'actor', 'state', 'category'}
+-- Fields whose values are recorded in <JOB_INDEX>names:<field> for the trim to find their indexes
+-- (states are a fixed list the trim is given, and a queue-state index is a queue's and a state's).
+local NAMED_FIELDS = {queue = true, actor = true, category = true}
 local IS_INDEXED_FIELD = {queue = true, actor = true, state = true, category = true}
 
 local function indexed_fields(job_key)
@@ -24,7 +28,7 @@ local function move_entry(field, old, new, id, score, fresh)
   if old and old ~= new then redis.call('ZREM', JOB_INDEX .. field .. ':' .. old, id) end
   if new and (fresh or old ~= new) then
     redis.call('ZADD', JOB_INDEX .. field .. ':' .. new, score, id)
-    redis.call('SADD', JOB_INDEX .. 'names:' .. field, new)
+    if NAMED_FIELDS[field] then redis.call('SADD', JOB_INDEX .. 'names:' .. field, new) end
   end
 end
 
@@ -34,7 +38,8 @@ local function pair(a, b)
 end
 
 local function index_job(id, score, before, after, rescore)
-  local known = redis.call('ZSCORE', JOB_INDEX .. 'all', id)
+  local known = nil
+  if before.state or before.queue then known = redis.call('ZSCORE', JOB_INDEX .. 'all', id) end
   if known and not rescore then score = known end
   if not score or score == '' then return end
   local fresh = rescore or not known
