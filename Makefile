@@ -2,7 +2,8 @@
 #   make demo   the main job on an embedded Redis
 #   make test   the whole test suite (unit, integration with real Redis and real workers)
 #   make bench  benchmarks, reported as ratios against a baseline measured in the same run
-#   make lint   ruff and mypy --strict on config/ and middleware/
+#               (make bench-full: the dashboard benchmark at full size)
+#   make lint   ruff and mypy --strict on config/, middleware/ and dashboard/
 
 PYTHON ?= python3
 UV_VERSION := 0.13.9
@@ -14,7 +15,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: all demo test bench lint sync clean
+.PHONY: all demo test bench bench-full lint sync clean
 
 all: test
 
@@ -41,6 +42,10 @@ test: sync
 
 bench: sync
 	$(VENV)/bin/python -m bench
+
+# The dashboard benchmark at full size: 1,000,000 queued messages and job records, 100,000 dead letters.
+bench-full: sync
+	EVALQ_BENCH_FULL=1 $(VENV)/bin/python -m bench
 
 lint: sync
 	$(VENV)/bin/ruff check .

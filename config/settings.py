@@ -71,6 +71,21 @@ class Settings(BaseSettings):
     dashboard_token: SecretStr | None = Field(
         default=None, description="Bearer token the dashboard requires. Never logged."
     )
+    dashboard_viewer_token: SecretStr | None = Field(
+        default=None, description="Token of read-only dashboard viewers. Never logged."
+    )
+    dashboard_read_only: bool = Field(
+        default=False, description="Disable every dashboard action, for everyone."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the dashboard's /metrics alone (dashboard tokens work too).",
+    )
+    dashboard_host: str = Field(
+        default="127.0.0.1",
+        description="Address the dashboard binds; beyond loopback it needs EVALQ_DASHBOARD_TOKEN.",
+    )
+    dashboard_port: int = Field(default=8377, ge=0, le=65535, description="Dashboard TCP port.")
     result_ttl_s: int = Field(
         default=7 * 24 * 3600, gt=0, description="How long results are kept in Redis, in seconds."
     )

@@ -272,6 +272,7 @@ class ErrorPolicy(dramatiq.Middleware):
             return
         if exception is None:
             self._succeed(broker, message, attempt)
+            self.history.count_outcome("succeeded", None, at_ms=now_ms())
             return
         throttled = throttled_by(exception)
         if throttled is not None:
@@ -282,6 +283,7 @@ class ErrorPolicy(dramatiq.Middleware):
             broker, message, exception, attempt, options
         )
         log_decision(message, attempt.n, classification, decision)
+        self.history.count_outcome("failed", decision.category, at_ms=now_ms())
         if decision.action == "retry":
             self._retry(broker, message, classification, decision, attempt)
         elif decision.action == "drop":

@@ -25,15 +25,50 @@ WORKER_KEY_PREFIX = "evalq:worker:"
 class WorkerRegistry(dramatiq.Middleware):
     """Registers the worker process at boot, refreshes a heartbeat, and removes it at shutdown.
 
+    Each heartbeat also carries the jobs the process runs at that moment (``jobs``: job id,
+    queue, actor, start time), which is what the dashboard's running-jobs page reads. A job
+    starting or finishing wakes the heartbeat thread early, so the list stays current without a
+    Redis round trip on the job's own path.
+
     Parameters:
       interval_s(float): Seconds between heartbeats.
+      min_interval_s(float): Fewest seconds between two heartbeats woken by job changes.
     """
 
-    def __init__(self, *, interval_s: float = 5.0) -> None:
+    def __init__(self, *, interval_s: float = 5.0, min_interval_s: float = 0.25) -> None:
         self.interval_s = interval_s
+        self.min_interval_s = min_interval_s
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
+        self._changed = threading.Event()
+        self._jobs_lock = threading.Lock()
+        self._jobs: dict[str, dict[str, Any]] = {}
         self._thread: threading.Thread | None = None
+
+    def before_process_message(self, broker: Broker, message: Any) -> None:
+        job = {
+            "job_id": message.message_id,
+            "queue": message.queue_name,
+            "actor": message.actor_name,
+            "started_at": int(time.time() * 1000),
+        }
+        with self._jobs_lock:
+            self._jobs[message.message_id] = job
+        self._changed.set()
+
+    def after_process_message(
+        self, broker: Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        with self._jobs_lock:
+            self._jobs.pop(message.message_id, None)
+        self._changed.set()
+
+    after_skip_message = after_process_message
+
+    def current_jobs(self) -> list[dict[str, Any]]:
+        """The jobs this process runs now, oldest first."""
+        with self._jobs_lock:
+            return sorted(self._jobs.values(), key=lambda job: job["started_at"])
 
     def after_worker_boot(self, broker: Broker, worker: Any) -> None:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -48,13 +83,12 @@ class WorkerRegistry(dramatiq.Middleware):
         }
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
         self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._beat, args=(client, json.dumps(description)), daemon=True
-        )
+        self._thread = threading.Thread(target=self._beat, args=(client, description), daemon=True)
         self._thread.start()
 
     def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
         self._stop.set()
+        self._changed.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
@@ -66,17 +100,23 @@ class WorkerRegistry(dramatiq.Middleware):
         except redis.RedisError:
             logger.warning("Could not unregister worker %s.", self.worker_id, exc_info=True)
 
-    def _beat(self, client: redis.Redis, description: str) -> None:
+    def _beat(self, client: redis.Redis, description: dict[str, Any]) -> None:
         ttl = max(int(self.interval_s * 3), 1)
         while True:
+            self._changed.clear()
             try:
+                document = json.dumps({**description, "jobs": self.current_jobs()})
                 pipe = client.pipeline(transaction=False)
-                pipe.set(WORKER_KEY_PREFIX + self.worker_id, description, ex=ttl)
+                pipe.set(WORKER_KEY_PREFIX + self.worker_id, document, ex=ttl)
                 pipe.zadd(WORKERS_KEY, {self.worker_id: int(time.time() * 1000)})
                 pipe.execute()
             except redis.RedisError:
                 logger.warning("Worker heartbeat failed.", exc_info=True)
-            if self._stop.wait(self.interval_s):
+            # Job changes bring the next beat forward, but never closer than min_interval_s.
+            if self._stop.wait(self.min_interval_s):
+                return
+            self._changed.wait(max(self.interval_s - self.min_interval_s, 0))
+            if self._stop.is_set():
                 return
 
 

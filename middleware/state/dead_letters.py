@@ -207,6 +207,21 @@ class DeadLetters:
         more = bool(reply[0]) and bool(ids)
         return Page(records=records, next_cursor=_encode_cursor(ids[-1]) if more else None)
 
+    def count(
+        self,
+        *,
+        queue: str | None = None,
+        category: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> int:
+        """How many records ``list`` would return over all its pages with these filters: one
+        ``ZLEXCOUNT`` on the filter's index, whatever the store's size."""
+        upper = "+" if until_ms is None else "(" + record_id_prefix(until_ms + 1)
+        lower = "-" if since_ms is None else "[" + record_id_prefix(since_ms)
+        index = _index_key(queue, category)
+        return cast(int, self.client.zlexcount(index, lower, upper))  # type: ignore[no-untyped-call]
+
     def redrive(
         self,
         ids: builtins.list[str] | None = None,

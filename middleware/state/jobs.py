@@ -66,6 +66,9 @@ NOT_STARTED_STATES: Final = frozenset({QUEUED, RETRYING})
 #: The category of a job an operator aborted (``middleware.core.errors.JobAborted``).
 ABORTED_CATEGORY: Final = "aborted"
 
+#: How long the per-minute outcome counts are kept, in seconds (the dashboard charts one hour).
+OUTCOME_COUNTS_TTL_S = 2 * 3600
+
 #: Outcomes of one attempt, as the timeline records them.
 OUTCOMES = ("succeeded", "retried", "throttled", "dead_lettered", "dropped", "crashed", "aborted")
 
@@ -204,6 +207,11 @@ class History:
         ``enqueued_at`` (the message timestamp) indexes a job the index does not know yet."""
         self._enqueue(("state", job_id, fields, enqueued_at))
 
+    def count_outcome(self, outcome: str, category: str | None, *, at_ms: int) -> None:
+        """Buffer one attempt outcome (``succeeded`` or ``failed``, by category) for the
+        per-minute counts the dashboard charts; written with the next flush, no round trip."""
+        self._enqueue(("count", f"{outcome}:{category or ''}", at_ms // 60_000))
+
     def _enqueue(self, change: tuple[Any, ...]) -> None:
         with self._lock:
             self._buffer.append(change)
@@ -244,6 +252,12 @@ class History:
                 key = keys.attempts_key(job_id)
                 pipe.hset(key, str(change[0]["n"]), json.dumps(change[0]))
                 pipe.expire(key, self.ttl_s)
+            elif kind == "count":
+                # (for counts, "job_id" is the field "<outcome>:<category>" and change the minute)
+                minute_key = keys.outcomes_minute_key(change[0])
+                pipe.hincrby(minute_key, job_id, 1)
+                pipe.expire(minute_key, OUTCOME_COUNTS_TTL_S)
+                pipe.hincrby(keys.OUTCOMES_TOTAL_KEY, job_id, 1)
             else:
                 call_keys, args = self._transition_call(job_id, change[0], change[1])
                 # EVALSHA without redis-py's SCRIPT EXISTS round trip per pipeline: the script

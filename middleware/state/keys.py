@@ -167,3 +167,28 @@ def limit_key(provider: str, limit: str) -> str:
 def text(value: bytes | str | int) -> str:
     """A Redis reply as text (replies are bytes: clients here do not decode responses)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+#: Attempt outcomes per minute (hash ``<outcome>:<category>`` -> count), for the dashboard's
+#: chart; followed by the minute (ms since the epoch // 60,000). Kept two hours.
+OUTCOMES_PER_MINUTE_PREFIX = "evalq:outcomes:"
+#: Attempt outcomes since Redis was created (hash ``<outcome>:<category>`` -> count), for /metrics.
+OUTCOMES_TOTAL_KEY = "evalq:outcomes-total"
+
+
+def outcomes_minute_key(minute: int) -> str:
+    """The outcome counts of one minute (``minute`` = ms since the epoch // 60,000)."""
+    return f"{OUTCOMES_PER_MINUTE_PREFIX}{minute}"
+
+
+# Dashboard (dashboard/): the record of bulk dead-letter actions.
+
+#: List of bulk action ids, newest first (capped).
+BULK_ACTIONS_KEY = "evalq:dashboard:bulk-actions"
+#: Prefix of one bulk action's hash (who, when, filter, count, progress).
+BULK_ACTION_PREFIX = "evalq:dashboard:bulk:"
+
+
+def bulk_action_key(action_id: str) -> str:
+    """The hash of one bulk dead-letter action."""
+    return f"{BULK_ACTION_PREFIX}{action_id}"

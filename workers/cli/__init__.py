@@ -47,6 +47,7 @@ def _options(
 
 def _register_operator_commands() -> None:
     from workers.cli.abort import abort_job
+    from workers.cli.dashboard import dashboard
     from workers.cli.jobs import jobs_list
     from workers.cli.operate import dlq_app, jobs_app, policy_app
     from workers.cli.results import export, result
@@ -60,6 +61,7 @@ def _register_operator_commands() -> None:
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(policy_app, name="policy")
     app.command("abort")(abort_job)
+    app.command("dashboard")(dashboard)
 
 
 _register_operator_commands()
@@ -136,9 +138,12 @@ def status(as_json: JsonFlag = False) -> None:
 def up() -> None:
     """Run Redis (embedded without EVALQ_REDIS_URL) and a worker pool per lane, until Ctrl-C."""
     settings = workers.settings
+    from workers.cli.dashboard import dashboard_beside
+
     with owned_redis(settings, persist=True) as (url, embedded), ProcessGroup() as group:
         for lane in lanes(workers.settings):
             group.start(lane.name, lane.worker_argv(), env={"EVALQ_REDIS_URL": url})
+        board = dashboard_beside(url, out)
         where = "embedded Redis" if embedded else "Redis"
         out.print(
             f"evalq up: {where} at {redact_text(url)}; pools: "
@@ -150,7 +155,7 @@ def up() -> None:
         if embedded:
             out.print("other evalq commands in this directory use it; Ctrl-C stops everything")
         try:
-            with advertise(settings, url) if embedded else contextlib.nullcontext():
+            with board, advertise(settings, url) if embedded else contextlib.nullcontext():
                 _wait_for_pools(group)
         except KeyboardInterrupt:
             out.print("evalq up: stopping worker pools, then Redis")
@@ -171,9 +176,12 @@ def demo(
 ) -> None:
     """The main job, end to end: embedded Redis, a worker pool per lane, a simulated provider,
     the bundled dataset, a progress bar and a summary."""
+    from workers.cli.dashboard import dashboard_beside
     from workers.demo.runner import run_demo
 
-    summary = run_demo(workers.settings, console=err if as_json else out, quiet=as_json)
+    console = err if as_json else out
+    summary = run_demo(workers.settings, console=console, quiet=as_json,
+                       beside=lambda url: dashboard_beside(url, console))  # fmt: skip
     if as_json:
         print_json(summary)
     if summary["pending"]:

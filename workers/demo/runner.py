@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +39,22 @@ DEADLINE_S = 50.0
 DEMO_API_KEY = "sk-demo-not-a-real-key"
 
 
-def run_demo(settings: Settings, *, console: Console, quiet: bool = False) -> dict[str, Any]:
-    """Run the demo and return its summary (also printed unless ``quiet``)."""
+def run_demo(
+    settings: Settings,
+    *,
+    console: Console,
+    quiet: bool = False,
+    beside: Callable[[str], AbstractContextManager[Any]] | None = None,
+) -> dict[str, Any]:
+    """Run the demo and return its summary (also printed unless ``quiet``). ``beside(url)`` is
+    entered once Redis is up and left at the end (``evalq demo`` serves the dashboard there)."""
     started = time.monotonic()
     data_dir = Path(settings.data_dir)
     with (
         owned_redis(settings) as (url, embedded),
         SimulatedProvider(behaviour="demo") as provider,
         ProcessGroup() as group,
+        beside(url) if beside is not None else nullcontext(),
     ):
         repoint(workers.broker, url)
         env = {
