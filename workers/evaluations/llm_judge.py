@@ -31,6 +31,7 @@ from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config.settings import Settings
+from middleware.core.errors import InvalidModelOutput
 from workers.evaluations.models import (
     BinaryConfig,
     EvaluationRequest,
@@ -57,8 +58,9 @@ JudgeConfig = BinaryConfig | RatingConfig
 Slot = Callable[[str | None], AbstractContextManager[Any]]
 
 
-class JudgeOutputError(ValueError):
-    """The judge's answer is not valid JSON or does not fit its verdict schema.
+class JudgeOutputError(InvalidModelOutput, ValueError):
+    """The judge's answer is not valid JSON or does not fit its verdict schema; always
+    ``invalid_model_output``, whatever the policy file says.
 
     Parameters:
       message: What is wrong with the answer.
