@@ -29,15 +29,12 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from config.policy_errors import describe_toml_error, describe_validation_error
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 #: The error categories, in the order of the architecture document. The one list of them.
 CATEGORIES: tuple[str, ...] = (

@@ -103,7 +103,7 @@ def layer(user: PolicyFile, source: str, *, over: PolicyFile) -> Policy:
     merged = PolicyFile.model_construct(
         version=user.version,
         extends=user.extends,
-        defaults=_merge_table(over.defaults, user.defaults),
+        defaults=_merge_table(over.defaults, user.defaults) or DefaultsTable(),
         categories=_merge_tables(over.categories, user.categories),
         rules=[*user.rules, *(r for r in over.rules if r.name not in replaced)],
         environments=_merge_overrides(over.environments, user.environments),
