@@ -36,6 +36,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from config.errors import ConfigurationError
+
 #: The error categories, in the order of the architecture document. The one list of them.
 CATEGORIES: tuple[str, ...] = (
     "rate_limited",
@@ -70,8 +72,10 @@ BUILTIN_DEFAULTS: dict[str, int | float] = {
 }
 
 
-class PolicyError(Exception):
+class PolicyError(ConfigurationError):
     """A policy file that cannot be used; one line per problem: ``<file>: <key>: <what>``."""
+
+    kind = "invalid policy file"
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))

@@ -15,10 +15,10 @@ from rich.table import Table
 import workers
 from middleware.core.redaction import redact_text
 from workers import client
-from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
+from workers.cli.common import JsonFlag, connect, err, fail, out, print_json, run
 from workers.deduplication import DedupError
 from workers.lanes import lanes
-from workers.local_redis import advertise, owned_redis
+from workers.local_redis import advertise, owned_redis, up_lock
 from workers.process_group import ProcessGroup
 from workers.requests_file import read_requests
 from workers.status import collect_status
@@ -34,7 +34,8 @@ app = typer.Typer(
 
 def _register_operator_commands() -> None:
     from workers.cli.abort import abort_job
-    from workers.cli.operate import dlq_app, jobs_app, policy_app
+    from workers.cli.operate import dlq_app, jobs_app
+    from workers.cli.policy import policy_app
 
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(dlq_app, name="dlq")
@@ -50,7 +51,7 @@ def main() -> None:
     # SIGTERM (from a process manager or `kill`) stops as gracefully as Ctrl-C does: pools
     # first, then the embedded Redis.
     signal.signal(signal.SIGTERM, _interrupt)
-    app()
+    run(app)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -208,7 +209,11 @@ def status(as_json: JsonFlag = False) -> None:
 def up() -> None:
     """Run Redis (embedded without EVALQ_REDIS_URL) and a worker pool per lane, until Ctrl-C."""
     settings = workers.settings
-    with owned_redis(settings, persist=True) as (url, embedded), ProcessGroup() as group:
+    with (
+        up_lock(settings),
+        owned_redis(settings, persist=True) as (url, embedded),
+        ProcessGroup() as group,
+    ):
         for lane in lanes(workers.settings):
             group.start(lane.name, lane.worker_argv(), env={"EVALQ_REDIS_URL": url})
         where = "embedded Redis" if embedded else "Redis"

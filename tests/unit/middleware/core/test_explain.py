@@ -162,7 +162,5 @@ def test_explain_names_the_built_in_taxonomy_for_a_time_limit(shipped: Policy) -
 def test_explain_names_an_exception_that_carries_its_category_as_explicit(
     shipped: Policy,
 ) -> None:
-    answer = explain(
-        shipped, type_name="workers.evaluations.llm_judge.JudgeOutputError", **where()
-    )
+    answer = explain(shipped, type_name="workers.evaluations.llm_judge.JudgeOutputError", **where())
     assert (answer["category"], answer["layer"]) == ("invalid_model_output", "explicit")
