@@ -57,6 +57,6 @@ def __getattr__(name: str) -> Any:
 
 if _bootstrap.imported_by_dramatiq_worker():
     try:
-        default_stack()
+        _bootstrap.require_redis(default_stack().broker)
     except _bootstrap.ConfigurationError as _error:
         _bootstrap.exit_worker(_error)

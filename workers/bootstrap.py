@@ -46,7 +46,7 @@ from middleware.state.jobs import History
 from middleware.state.keys import DRAMATIQ_NAMESPACE
 from middleware.worker_registry import WorkerRegistry
 from workers.lanes import max_ages_ms
-from workers.local_redis import NoRedisError, find_redis_url, unresolved_pool
+from workers.local_redis import NoRedisError, find_redis_url, missing_redis, unresolved_pool
 from workers.runtime import LLM_ACTORS, Runtime
 
 
@@ -193,6 +193,13 @@ def build_stack(settings: Settings) -> Stack:
     broker = build_broker(settings, policy=policy)
     dramatiq.set_broker(broker)
     return Stack(settings, policy, broker)
+
+
+def require_redis(broker: RedisBroker) -> None:
+    """Raise ``NoRedisError`` unless ``broker`` knows which Redis to use (a worker must)."""
+    missing = missing_redis(broker.client.connection_pool)
+    if missing is not None:
+        raise missing
 
 
 def imported_by_dramatiq_worker() -> bool:

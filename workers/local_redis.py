@@ -118,6 +118,14 @@ def unresolved_pool(missing: NoRedisError) -> redis.ConnectionPool:
     return redis.ConnectionPool(connection_class=_MissingRedisConnection, missing=missing)
 
 
+def missing_redis(pool: redis.ConnectionPool) -> NoRedisError | None:
+    """The ``NoRedisError`` of a pool made by ``unresolved_pool``; None for a real pool."""
+    if pool.connection_class is _MissingRedisConnection:
+        missing: NoRedisError = pool.connection_kwargs["missing"]
+        return missing
+    return None
+
+
 @contextlib.contextmanager
 def advertise(settings: Settings, url: str) -> Iterator[None]:
     """Advertise ``url`` to other evalq processes while the block runs."""
