@@ -59,9 +59,10 @@ def test_a_young_job_on_the_same_lane_runs(worker_pools: WorkerPools) -> None:
     assert handle.result(timeout=20).has_passed
 
 
-def test_a_provider_timeout_longer_than_a_time_limit_is_refused_at_start() -> None:
+def test_a_provider_timeout_longer_than_a_time_limit_is_refused_at_start(redis_url: str) -> None:
     completed = run_dramatiq_workers(
-        {"EVALQ_PROVIDER_TIMEOUT_S": "30", "EVALQ_TIME_LIMITS": '{"run_live_evaluation": 20}'}
+        {"EVALQ_PROVIDER_TIMEOUT_S": "30", "EVALQ_TIME_LIMITS": '{"run_live_evaluation": 20}'},
+        redis_url=redis_url,
     )
     assert completed.returncode == 2
     assert evalq_lines(completed) == [
