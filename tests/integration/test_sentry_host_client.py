@@ -16,6 +16,7 @@ import redis
 from middleware.worker_registry import live_workers
 from tests.support.cli import REPO_ROOT, evalq_env
 from tests.support.failing_actors import fail_unknown
+
 RELEASE = "host-app@1.2.3"  # tests.support.host_app sets it up (importing it inits Sentry)
 from tests.support.sentry_endpoint import SentryEndpoint
 from workers.process_group import ProcessGroup

@@ -27,7 +27,7 @@ sentry_sdk.init(
 HOST_CLIENT = sentry_sdk.get_client()
 
 import workers  # noqa: E402  (the host's Sentry comes first, as in an application)
-import workers.client  # noqa: E402, F401
+import workers.client  # noqa: E402
 
 broker = workers.broker  # what `dramatiq tests.support.host_app` runs on
 assert sentry_sdk.get_client() is HOST_CLIENT, "importing evalq replaced the host's client"
