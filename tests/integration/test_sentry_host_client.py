@@ -16,18 +16,20 @@ import redis
 from middleware.worker_registry import live_workers
 from tests.support.cli import REPO_ROOT, evalq_env
 from tests.support.failing_actors import fail_unknown
-
-RELEASE = "host-app@1.2.3"  # tests.support.host_app sets it up (importing it inits Sentry)
 from tests.support.sentry_endpoint import SentryEndpoint
 from workers.process_group import ProcessGroup
 
 pytestmark = pytest.mark.integration
 
+#: The release tests.support.host_app gives its own client (importing it here would init Sentry).
+RELEASE = "host-app@1.2.3"
+
 
 def test_importing_evalq_after_sentry_init_keeps_the_hosts_client() -> None:
     script = (
         "import sentry_sdk\n"
-        "sentry_sdk.init(dsn='http://key@127.0.0.1:9/1', release='r1', before_send=lambda e, h: e)\n"
+        "sentry_sdk.init(dsn='http://key@127.0.0.1:9/1', release='r1',\n"
+        "                before_send=lambda e, h: e)\n"
         "host = sentry_sdk.get_client()\n"
         "import workers, workers.client, workers.cli, middleware.sentry\n"
         "workers.broker\n"
