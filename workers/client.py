@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import dramatiq
@@ -294,7 +294,7 @@ class JobHandle:
 
     id: str
     deduplicated: bool = False
-    client: Evalq | None = None
+    client: Evalq | None = field(default=None, compare=False, repr=False)
 
     def _client(self) -> Evalq:
         return self.client if self.client is not None else default_client()
