@@ -1,4 +1,4 @@
-"""``evalq policy check FILE`` and ``evalq policy explain``: layers, provenance, the deciding rule."""
+"""`evalq policy check FILE` and `evalq policy explain`: layers, provenance, the deciding rule."""
 
 from __future__ import annotations
 
