@@ -20,6 +20,9 @@ Resolution, per field, narrowest layer first: ``[actors.<actor>]`` > ``[queues."
 One table may not set ``min_backoff_ms`` above ``max_backoff_ms``, nor may the base tables taken
 together; when layers combine to do so, ``max_backoff_ms`` wins (the minimum is lowered to it).
 
+A user's file is layered over the shipped one by ``config.policy_loader`` (``load_policy``):
+its rules first, its tables merged field by field, each value remembering its origin.
+
 Rules keep file order. A rule's display name, used by ``evalq policy explain``, in classification
 results and in dead-letter records, is its ``name`` when given, else ``rules[i]`` (0-based, the
 same key path a policy error would print).

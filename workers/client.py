@@ -390,12 +390,13 @@ def submit_many(
 
 def dedup_for(mode: str | None, window_s: float | None) -> Dedup:
     """``Evalq.dedup_for`` with the settings of the environment (no Redis needed)."""
+    settings = _settings()
     return resolve_dedup(
         mode,
         window_s,
-        default_mode=_settings().dedup_mode,
-        default_window_s=_settings().dedup_window_s,
-        max_window_s=_settings().job_ttl_s,
+        default_mode=settings.dedup_mode,
+        default_window_s=settings.dedup_window_s,
+        max_window_s=settings.job_ttl_s,
     )
 
 

@@ -60,3 +60,29 @@ def test_one_tweak_keeps_every_shipped_category_and_budget(
             assert len(provider.requests_for(target_of(request))) == expected_requests, name
     assert records[limited].category == "time_limit"
     assert int(redis_client.hget(RUNS_KEY, tag) or 0) == 2  # the shipped time_limit budget
+
+
+def test_with_extends_none_and_no_rules_evalqs_own_failures_keep_their_categories(
+    worker_pools: WorkerPools, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    policy = tmp_path / "bare.toml"
+    policy.write_text('version = 1\nextends = "none"\n')
+    with SimulatedProvider() as provider:
+        env = {"EVALQ_POLICY_FILE": str(policy), "EVALQ_PROVIDER_BASE_URL": provider.base_url,
+               "EVALQ_PROVIDER_API_KEY": "sk-test", "EVALQ_PROVIDER_TIMEOUT_S": "2"}  # fmt: skip
+        worker_pools.start("evaluations.batch", "default", threads=4, env=env,
+                           modules=("workers", "tests.support.slow_actors"))  # fmt: skip
+        garbage = llm_request()
+        provider.script(target_of(garbage), [Reply.content("this is not JSON {")])
+        judged = client.submit_evaluation(garbage).id
+        from workers.actors import run_batch_evaluation
+
+        invalid = run_batch_evaluation.send({"evaluation": {"uuid": "nope"}}).message_id
+        limited = overrun.send(30, str(uuid.uuid4())).message_id
+        final = client.wait_all([judged, invalid, limited], timeout=60)
+        assert set(final.values()) == {"dead_lettered"}, final
+        assert len(provider.requests_for(target_of(garbage))) == 1  # no file: no retries
+    records = {r.job_id: r for r in DeadLetters(redis_client).list(limit=50).records}
+    assert records[judged].category == "invalid_model_output"
+    assert records[invalid].category == "invalid_payload"
+    assert records[limited].category == "time_limit"
