@@ -78,14 +78,16 @@ def test_a_bare_worker_and_the_client_find_a_running_evalq_up_from_a_subdirector
         group.start("bare", worker_argv(), env=env, cwd=below)
         script = (
             "import json, sys\n"
-            "from workers.client import submit_evaluation\n"
+            "from workers.client import Evalq, submit_evaluation\n"
             "handle = submit_evaluation(json.loads(sys.argv[1]), lane='live')\n"
             "print(handle.result(timeout=60).has_passed)\n"
+            "print(Evalq.from_env().state(handle.id))\n"
         )
         completed = subprocess.run([sys.executable, "-c", script, json.dumps(rule_request())],
                                    cwd=below, env=env, capture_output=True, text=True,
                                    timeout=90)  # fmt: skip
-        assert (completed.returncode, completed.stdout.strip()) == (0, "True"), completed.stderr
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout.split() == ["True", "succeeded"]
         client = redis.Redis.from_url(url)
         assert len(live_workers(client)) > before  # the bare worker registered on up's Redis
 
