@@ -20,6 +20,9 @@ message = "gateway busy"
 
 [categories.rate_limited]
 max_retries = 3
+
+[actors.build_report.defaults]
+max_attempts = 2
 """
 
 
@@ -41,6 +44,11 @@ def test_check_prints_the_effective_policy_and_where_each_value_came_from(
     assert document["rule_layers"][0] == {
         "name": "our_gateway_busy", "category": "rate_limited", "layer": str(mine),
     }  # fmt: skip
+    overrides = {row["key"]: (row["value"], row["origin"]) for row in document["overrides"]}
+    assert overrides["actors.build_report.defaults.max_attempts"] == (
+        2, f"{mine}:actors.build_report.defaults.max_attempts",
+    )  # fmt: skip
+    assert overrides['queues."evaluations.live".defaults.max_attempts'] == (4, "shipped")
     human = run_evalq("policy", "check", str(mine), redis_url=None, cwd=tmp_path)
     assert human.returncode == 0 and "shipped" in human.stdout
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from config.policy import CATEGORIES, ENVIRONMENTS, PolicyError, load_policy
+from config.policy_errors import key_path
 from config.settings import read_settings
 from workers.cli.common import JsonFlag, err, out, print_json
 
@@ -63,6 +64,7 @@ def policy_check(
         rows.append(row)
     document = {
         "file": str(path), "ok": True, "env": environment,
+        "overrides": _overrides(policy),
         "layers": _layers(policy), "rules": len(policy.rules),
         "rule_layers": [{"name": r.name, "category": r.category, "layer": r.layer}
                         for r in policy.rules],
@@ -72,6 +74,26 @@ def policy_check(
         print_json(document)
         return
     _print_check(document)
+
+
+def _overrides(policy: Any) -> list[dict[str, Any]]:
+    """Every value an ``[environments.E]``, ``[queues."Q"]`` or ``[actors.A]`` table sets, with
+    its key path and where it came from (narrowest wins: actor > queue > environment > base)."""
+    data = policy.document.model_dump(
+        exclude_none=True, include={"environments", "queues", "actors"}
+    )
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any, loc: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*loc, str(key)))
+            return
+        path = key_path(loc)
+        found.append({"key": path, "value": node, "origin": policy.origin(path)})
+
+    walk(data, ())
+    return found
 
 
 def _layers(policy: Any) -> list[str]:
@@ -103,6 +125,12 @@ def _print_check(document: dict[str, Any]) -> None:
             escape(", ".join(own) or "shipped"),
         )  # fmt: skip
     out.print(table)
+    if document["overrides"]:
+        title = "overrides (narrowest wins: actor > queue > environment > base)"
+        narrower = Table("key", "value", "set by", title=title)
+        for row in document["overrides"]:
+            narrower.add_row(escape(row["key"]), escape(str(row["value"])), escape(row["origin"]))
+        out.print(narrower)
 
 
 @policy_app.command("explain")
