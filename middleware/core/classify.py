@@ -146,9 +146,10 @@ def classify(exc: BaseException, policy: Policy, *, now: float) -> Classificatio
     chain_types = tuple(f.types[0] for f in facts)
     cause = root_cause(chain)
     first_retry_after = next((f.retry_after_s for f in facts if f.retry_after_s is not None), None)
+    explicit: tuple[BaseException, ErrorFacts] | None = None
     for link, fact in zip(chain, facts, strict=True):
         builtin = builtin_category(fact)
-        if builtin is not None:
+        if builtin is not None:  # anywhere in the chain, it beats any explicit category
             return Classification(
                 category=builtin[0],
                 rule=builtin[1],
@@ -158,17 +159,19 @@ def classify(exc: BaseException, policy: Policy, *, now: float) -> Classificatio
                 retry_after_s=None,
                 forced_action=None,
             )
-    for link, fact in zip(chain, facts, strict=True):
-        if fact.explicit_category is not None:
-            return Classification(
-                category=fact.explicit_category,
-                rule=EXPLICIT_RULE,
-                matched=link,
-                root_cause=declared_cause(link),
-                chain_types=chain_types,
-                retry_after_s=_first(fact.retry_after_s, first_retry_after),
-                forced_action=fact.forced_action,
-            )
+        if explicit is None and fact.explicit_category is not None:
+            explicit = (link, fact)
+    if explicit is not None:
+        link, fact = explicit
+        return Classification(
+            category=fact.explicit_category or UNKNOWN,
+            rule=EXPLICIT_RULE,
+            matched=link,
+            root_cause=declared_cause(link),
+            chain_types=chain_types,
+            retry_after_s=_first(fact.retry_after_s, first_retry_after),
+            forced_action=fact.forced_action,
+        )
     category, rule, index = classify_facts(facts, policy.rules)
     matched = chain[index] if index is not None else None
     own = facts[index].retry_after_s if index is not None else None
@@ -183,12 +186,19 @@ def classify(exc: BaseException, policy: Policy, *, now: float) -> Classificatio
     )
 
 
+#: ``BUILTIN_TAXONOMY`` as ``(class name, its module prefix, category, rule)``, split once.
+_BUILTIN_KEYS = tuple(
+    (d.rpartition(".")[2], d.rpartition(".")[0], category, rule)
+    for d, category, rule in BUILTIN_TAXONOMY
+)
+
+
 def builtin_category(fact: ErrorFacts) -> tuple[str, str] | None:
     """``(category, rule name)`` of a link the built-in taxonomy knows, else None."""
-    for dotted, category, rule in BUILTIN_TAXONOMY:
-        prefix, _, name = dotted.rpartition(".")
-        if any(name_matches(prefix, name, t) for t in fact.types):
-            return category, rule
+    for name, prefix, category, rule in _BUILTIN_KEYS:
+        for dotted in fact.types:
+            if dotted.endswith(name) and name_matches(prefix, name, dotted):
+                return category, rule
     return None
 
 
