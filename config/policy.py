@@ -20,6 +20,9 @@ Resolution, per field, narrowest layer first: ``[actors.<actor>]`` > ``[queues."
 One table may not set ``min_backoff_ms`` above ``max_backoff_ms``, nor may the base tables taken
 together; when layers combine to do so, ``max_backoff_ms`` wins (the minimum is lowered to it).
 
+A user's file is layered over the shipped one by ``config.policy_loader`` (``load_policy``):
+its rules first, its tables merged field by field, each value remembering its origin.
+
 Rules keep file order. A rule's display name, used by ``evalq policy explain``, in classification
 results and in dead-letter records, is its ``name`` when given, else ``rules[i]`` (0-based, the
 same key path a policy error would print).
@@ -29,15 +32,14 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from config.policy_errors import describe_toml_error, describe_validation_error
+from config.errors import ConfigurationError
 from config.settings import Environment
 
 #: The error categories, in the order of the architecture document. The one list of them.
@@ -75,8 +77,10 @@ BUILTIN_DEFAULTS: dict[str, int | float] = {
 }
 
 
-class PolicyError(Exception):
+class PolicyError(ConfigurationError):
     """A policy file that cannot be used; one line per problem: ``<file>: <key>: <what>``."""
+
+    kind = "invalid policy file"
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
@@ -186,9 +190,11 @@ class OverrideTable(_Table):
 
 
 class PolicyFile(_Table):
-    """The whole policy file, as validated."""
+    """The whole policy file, as validated. ``extends`` says what it layers over: the shipped
+    policy (``"shipped"``, the default) or nothing (``"none"``)."""
 
     version: int
+    extends: Literal["shipped", "none"] = "shipped"
     defaults: DefaultsTable = Field(default_factory=DefaultsTable)
     categories: dict[Category, CategoryTable] = Field(default_factory=dict)
     rules: list[RuleTable] = Field(default_factory=list)
@@ -213,7 +219,8 @@ class CompiledRule:
     """One ``[[rules]]`` entry, ready to match: regex compiled, lists turned into sets.
 
     ``exception_keys`` holds each dotted name split at its last dot as ``(prefix, name)``; the
-    matching itself lives in ``middleware.core.classify`` and never imports anything.
+    matching itself lives in ``middleware.core.classify`` and never imports anything. ``layer``
+    is where the rule was written: ``built-in``, ``shipped`` or the user's file.
     """
 
     index: int
@@ -225,9 +232,10 @@ class CompiledRule:
     status: frozenset[int] | None
     code: frozenset[str] | None
     error_type: frozenset[str] | None
+    layer: str = "shipped"
 
     @classmethod
-    def compile(cls, index: int, rule: RuleTable) -> CompiledRule:
+    def compile(cls, index: int, rule: RuleTable, *, layer: str = "shipped") -> CompiledRule:
         names = tuple(rule.exception or ())
         return cls(
             index=index,
@@ -239,6 +247,7 @@ class CompiledRule:
             status=frozenset(rule.status) if rule.status is not None else None,
             code=frozenset(rule.code) if rule.code is not None else None,
             error_type=frozenset(rule.error_type) if rule.error_type is not None else None,
+            layer=layer,
         )
 
 
@@ -264,20 +273,40 @@ class ResolvedPolicy:
         return min(self.max_retries + 1, self.max_attempts)
 
 
+#: Where a value no table sets comes from, in ``Policy.origins_of``.
+BUILT_IN = "built-in"
+
+
 class Policy:
-    """A validated policy file: compiled rules and cached per-category resolution.
+    """A validated policy (one file, or a user's file layered over the shipped one): compiled
+    rules, in the order they are tried, and cached per-category resolution.
 
     Parameters:
-      document: The validated file.
-      source: Where it came from (a path), for messages.
+      document: The validated tables (for a layered policy, the layers merged field by field).
+      source: Where it came from (the user's file), for messages.
+      rules: The compiled rules in the order they are tried (default: ``document``'s own).
+      origins: Per key path of ``document`` (``categories.timeout.max_retries``), the layer that
+        set it: ``shipped`` or ``FILE:KEY``. Default: every value from ``source``.
     """
 
-    def __init__(self, document: PolicyFile, source: str = "<policy>") -> None:
+    def __init__(
+        self,
+        document: PolicyFile,
+        source: str = "<policy>",
+        *,
+        rules: tuple[CompiledRule, ...] | None = None,
+        origins: dict[str, str] | None = None,
+    ) -> None:
         self.document = document
         self.source = source
-        self.rules: tuple[CompiledRule, ...] = tuple(
-            CompiledRule.compile(i, rule) for i, rule in enumerate(document.rules)
+        self.rules: tuple[CompiledRule, ...] = (
+            rules
+            if rules is not None
+            else tuple(
+                CompiledRule.compile(i, rule, layer=source) for i, rule in enumerate(document.rules)
+            )
         )
+        self.origins = origins
         self._base = OverrideTable(defaults=document.defaults, categories=document.categories)
         self._cache: dict[tuple[str, str, str, str], ResolvedPolicy] = {}
 
@@ -286,38 +315,73 @@ class Policy:
         key = (category, actor, queue, env)
         cached = self._cache.get(key)
         if cached is None:
-            if category not in CATEGORIES:
-                raise ValueError(f"unknown category {category!r}")
-            layers = [
-                self.document.actors.get(actor),
-                self.document.queues.get(queue),
-                self.document.environments.get(env),
-                self._base,
-            ]
-            cached = _resolve(category, [layer for layer in layers if layer is not None])
+            cached, _ = _resolve(category, self._layers(category, actor, queue, env))
             self._cache[key] = cached
         return cached
 
+    def origins_of(self, category: str, *, actor: str, queue: str, env: str) -> dict[str, str]:
+        """Per field of ``resolve(...)``, where its value came from: ``shipped``, ``FILE:KEY``
+        or ``built-in`` (no table sets it)."""
+        _, paths = _resolve(category, self._layers(category, actor, queue, env))
+        return {field: self.origin(path) for field, path in paths.items()}
 
-def _resolve(category: str, layers: list[OverrideTable]) -> ResolvedPolicy:
-    tables = [t for t in (layer.categories.get(category) for layer in layers) if t is not None]
-    defaults = [layer.defaults for layer in layers if layer.defaults is not None]
+    def origin(self, path: str | None) -> str:
+        """The layer that set the value at key path ``path`` (None: no table set it)."""
+        if path is None:
+            return BUILT_IN
+        if self.origins is None:
+            return f"{self.source}:{path}"
+        return self.origins.get(path, BUILT_IN)
+
+    def _layers(
+        self, category: str, actor: str, queue: str, env: str
+    ) -> list[tuple[str, OverrideTable]]:
+        if category not in CATEGORIES:
+            raise ValueError(f"unknown category {category!r}")
+        layers = [
+            (f"actors.{_quoted(actor)}.", self.document.actors.get(actor)),
+            (f"queues.{_quoted(queue)}.", self.document.queues.get(queue)),
+            (f"environments.{env}.", self.document.environments.get(env)),
+            ("", self._base),
+        ]
+        return [(prefix, layer) for prefix, layer in layers if layer is not None]
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _quoted(key: str) -> str:
+    return key if _BARE_KEY.match(key) else '"' + key.replace('"', '\\"') + '"'
+
+
+def _resolve(
+    category: str, layers: list[tuple[str, OverrideTable]]
+) -> tuple[ResolvedPolicy, dict[str, str | None]]:
+    """The resolved policy and, per field, the key path of the table entry that set it."""
+    tables = [
+        (f"{prefix}categories.{category}.", table)
+        for prefix, layer in layers
+        if (table := layer.categories.get(category)) is not None
+    ]
+    defaults = [
+        (f"{prefix}defaults.", layer.defaults) for prefix, layer in layers if layer.defaults
+    ]
+    paths: dict[str, str | None] = {}
 
     def pick(field: str, fallback: Any, *, from_defaults: bool = True) -> Any:
-        for table in tables:
+        candidates: list[tuple[str, Any]] = list(tables)
+        if from_defaults:
+            candidates += defaults
+        for prefix, table in candidates:
             value = getattr(table, field, None)
             if value is not None:
+                paths[field] = prefix + field
                 return value
-        if from_defaults:
-            for defaults_table in defaults:
-                value = getattr(defaults_table, field, None)
-                if value is not None:
-                    return value
-            return BUILTIN_DEFAULTS[field]
-        return fallback
+        paths[field] = None
+        return BUILTIN_DEFAULTS[field] if from_defaults else fallback
 
     max_backoff = int(pick("max_backoff_ms", None))
-    return ResolvedPolicy(
+    resolved = ResolvedPolicy(
         category=category,
         action=pick("action", "dead_letter", from_defaults=False),
         max_retries=int(pick("max_retries", 0, from_defaults=False)),
@@ -328,72 +392,20 @@ def _resolve(category: str, layers: list[OverrideTable]) -> ResolvedPolicy:
         honor_retry_after=bool(pick("honor_retry_after", False, from_defaults=False)),
         report=bool(pick("report", False, from_defaults=False)),
     )
+    return resolved, paths
 
 
 def load_policy(path: str | Path) -> Policy:
-    """Read and validate a policy file; raise ``PolicyError`` listing every problem."""
-    source = str(path)
-    file = Path(path)
-    if not file.exists():
-        raise PolicyError([f"{source}: does not exist"])
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except OSError as error:
-        raise PolicyError([f"{source}: cannot be read: {error.strerror or error}"]) from None
-    except UnicodeDecodeError as error:
-        raise PolicyError([f"{source}: not UTF-8 text (byte {error.start})"]) from None
-    return parse_policy(text, source=source)
+    """Read and validate a policy file, layered over the shipped one unless it says
+    ``extends = "none"``; raise ``PolicyError`` listing every problem."""
+    from config.policy_loader import load_layered_policy
+
+    return load_layered_policy(path)
 
 
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
-    """Validate policy-file text (TOML); ``source`` names it in errors."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise PolicyError([f"{source}: {describe_toml_error(error)}"]) from None
-    try:
-        document = PolicyFile.model_validate(data)
-    except ValidationError as error:
-        problems = describe_validation_error(error, PolicyFile)
-        raise PolicyError([f"{source}: {p}" for p in problems]) from None
-    problems = _cross_checks(document)
-    if problems:
-        raise PolicyError([f"{source}: {p}" for p in problems])
-    return Policy(document, source)
+    """Validate policy-file text (TOML) as a policy of its own, not layered; ``source`` names
+    it in errors."""
+    from config.policy_loader import parse_document
 
-
-def _cross_checks(document: PolicyFile) -> list[str]:
-    """Problems no single table shows: duplicate rule names, base backoff bounds."""
-    problems = []
-    seen: dict[str, int] = {}
-    for index, rule in enumerate(document.rules):
-        if rule.name is None:
-            continue
-        if rule.name in seen:
-            problems.append(
-                f"rules[{index}].name: {rule.name!r} is already the name of "
-                f"rules[{seen[rule.name]}]"
-            )
-        seen.setdefault(rule.name, index)
-    defaults = document.defaults
-    low_default = _or(defaults.min_backoff_ms, BUILTIN_DEFAULTS["min_backoff_ms"])
-    high_default = _or(defaults.max_backoff_ms, BUILTIN_DEFAULTS["max_backoff_ms"])
-    if low_default > high_default:
-        problems.append(
-            f"defaults.min_backoff_ms: {low_default} is greater than max_backoff_ms "
-            f"({high_default})"
-        )
-    for name, table in document.categories.items():
-        low = _or(table.min_backoff_ms, low_default)
-        high = _or(table.max_backoff_ms, high_default)
-        if low > high:
-            field = "min_backoff_ms" if table.min_backoff_ms is not None else "max_backoff_ms"
-            problems.append(
-                f"categories.{name}.{field}: the category's min_backoff_ms ({low}) would be "
-                f"greater than its max_backoff_ms ({high})"
-            )
-    return problems
-
-
-def _or(value: int | None, fallback: int | float) -> int:
-    return int(fallback) if value is None else value
+    return Policy(parse_document(text, source=source), source)

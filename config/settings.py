@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -15,9 +15,9 @@ from pydantic import (
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
 
-#: The URL a bare ``dramatiq workers`` process uses when ``EVALQ_REDIS_URL`` is unset.
-DEFAULT_WORKER_REDIS_URL = "redis://127.0.0.1:6379/0"
+from config.errors import ConfigurationError
 
 #: Where the shipped policy file lives.
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policies.toml")
@@ -43,8 +43,8 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         default=None,
-        description="Redis URL. Unset: `evalq` commands start an embedded Redis; a bare "
-        "`dramatiq workers` uses redis://127.0.0.1:6379/0.",
+        description="Redis URL. Unset: a running `evalq up` found from the working directory "
+        "(or EVALQ_DATA_DIR), else an error; `evalq up` and `evalq demo` start an embedded one.",
     )
     env: Environment = Field(default="development", description="Deployment environment.")
     policy_file: Path = Field(default=DEFAULT_POLICY_FILE, description="Error-policy file (TOML).")
@@ -192,7 +192,10 @@ class Settings(BaseSettings):
         default=Path(".evalq/exports"), description="Where `export_results` writes JSONL files."
     )
     data_dir: Path = Field(
-        default=Path(".evalq"), description="Where the embedded Redis keeps its files."
+        default=Path(".evalq"),
+        description="Where `evalq up` keeps its embedded Redis and advert. Unset: `.evalq` in "
+        "the working directory; clients and workers also look in its parents for a running "
+        "`evalq up`.",
     )
 
     @field_validator("redis_url")
@@ -260,9 +263,37 @@ class Settings(BaseSettings):
         )
 
     @property
-    def worker_redis_url(self) -> str:
-        """The URL a worker process connects to: the configured one, else the local default."""
-        return self.redis_url or DEFAULT_WORKER_REDIS_URL
+    def data_dir_is_set(self) -> bool:
+        """Whether ``EVALQ_DATA_DIR`` was given (then no parent directory is searched)."""
+        return "data_dir" in self.model_fields_set
+
+
+class SettingsError(ConfigurationError):
+    """A setting that cannot be used; the message names the variable (never a secret)."""
+
+    kind = "invalid settings"
+
+
+def read_settings(**values: Any) -> Settings:
+    """Settings from the environment (``values`` override it), or a ``SettingsError`` naming
+    each bad variable on one line."""
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        raise SettingsError(describe_error(error)) from None
+    except _SourceError as error:  # a JSON-valued variable that is not JSON
+        raise SettingsError(_describe_source_error(error)) from None
+
+
+_SOURCE_FIELD = re.compile(r'field "(\w+)"')
+
+
+def _describe_source_error(error: _SourceError) -> str:
+    found = _SOURCE_FIELD.search(str(error))
+    variable = _variable_name(found.group(1)) if found else "EVALQ_*"
+    cause = error.__cause__
+    detail = f" ({cause})" if cause is not None and not isinstance(cause, _SourceError) else ""
+    return f"{variable}: not valid JSON{detail}"
 
 
 def describe_error(error: ValidationError) -> str:
@@ -279,12 +310,3 @@ def _variable_name(field: str) -> str:
     if field in ("sentry_dsn", "SENTRY_DSN", "EVALQ_SENTRY_DSN"):
         return "SENTRY_DSN"
     return f"EVALQ_{field.upper()}"
-
-
-def load_settings() -> Settings:
-    """Read settings from the environment, or stop the process with one line saying why."""
-    try:
-        return Settings()
-    except ValidationError as error:
-        print(f"evalq: invalid settings: {describe_error(error)}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -4,6 +4,10 @@ This module owns everything about Sentry: initialising the SDK, the fingerprint,
 scrubbing and the per-job deduplication. Nothing else in evalq imports ``sentry_sdk``. Which
 failures are reported is the error policy's decision; this module only sends what it is given.
 
+Sentry is set up when a worker process boots (``workers.bootstrap.WorkerBoot``), never on import.
+A process that already has a Sentry client (the host application's) keeps it: evalq reports
+through it, adding its fingerprint, tags and scrubbing to its own events, and never replaces it.
+
 Sentry must never slow or break a worker: an event is handed to the SDK's bounded background
 queue (``TRANSPORT_QUEUE_SIZE``) and never waited for; a full queue drops the event. The HTTP
 request gives up after ``HTTP_TIMEOUT_S`` and shutdown waits at most ``SHUTDOWN_TIMEOUT_S``.
@@ -31,6 +35,7 @@ from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import event_from_exception
 
+from config.settings import SettingsError
 from middleware.core.classify import exception_chain, root_cause
 from middleware.core.facts import type_names
 from middleware.core.redaction import REDACTED, SECRET_KEY, redact, redact_text
@@ -66,7 +71,7 @@ _MESSAGE_LIMIT = 4000
 _NORMALISED_LIMIT = 300
 
 
-class InvalidSentryDsn(ValueError):
+class InvalidSentryDsn(SettingsError, ValueError):
     """The configured Sentry DSN cannot be used. The message never contains the DSN itself."""
 
 
@@ -243,22 +248,41 @@ def validate_dsn(dsn: str) -> None:
         raise InvalidSentryDsn(f"SENTRY_DSN: the path must end with a project id ({expected})")
 
 
-def init_sentry(settings: Settings, client: redis.Redis) -> SentryReporter | None:
-    """Initialise sentry-sdk for this process from ``settings.sentry_dsn`` and return the
-    reporter the error policy sends through; ``None`` (and the SDK untouched) without a DSN.
+#: The client ``init_sentry`` made, to tell it from a client the host application made.
+_own_client: Any = None
 
-    Call it once per process, before the broker is built. ``client`` is the Redis the per-job
-    "already sent" markers live in. Raises ``InvalidSentryDsn`` for an unusable DSN.
+
+def init_sentry(settings: Settings, client: redis.Redis) -> SentryReporter | None:
+    """The reporter the error policy sends through, setting sentry-sdk up from
+    ``settings.sentry_dsn`` when the process has no client of its own; ``None`` (and the SDK
+    untouched) without a DSN and without a host client.
+
+    A host's client (the application called ``sentry_sdk.init`` first) is kept as it is, its
+    DSN, release and ``before_send`` included: evalq's events go through it, scrubbed by evalq
+    before they are handed over. ``client`` is the Redis the per-job "already sent" markers live
+    in. Raises ``InvalidSentryDsn`` for an unusable DSN.
     """
+    global _own_client
     dsn = settings.sentry_dsn.get_secret_value().strip() if settings.sentry_dsn else ""
-    if not dsn:
-        return None
-    validate_dsn(dsn)
     secrets = [dsn, settings.provider_api_key.get_secret_value()]
     if settings.dashboard_token is not None:
         secrets.append(settings.dashboard_token.get_secret_value())
-    if sentry_sdk.get_client().is_active():
-        close_sentry()  # a second call replaces the client; the old one must not linger
+    current = sentry_sdk.get_client()
+    hosted = current.is_active() and current is not _own_client
+    if hosted:
+        # Dramatiq logs every failed attempt at ERROR; the error policy decides what is sent.
+        ignore_logger(DRAMATIQ_WORKER_LOGGER)
+        return SentryReporter(
+            client,
+            dedupe_ttl_s=settings.job_ttl_s,
+            attach_payload=settings.sentry_attach_payload,
+            scrubber=SecretScrubber(secrets),
+        )
+    if not dsn:
+        return None
+    validate_dsn(dsn)
+    if current.is_active():
+        close_sentry()  # a second call replaces our own client; the old one must not linger
     with warnings.catch_warnings():
         # 2.75 deprecates send_default_pii in favour of data_collection; passing
         # data_collection would switch off the SDK's own key scrubber, so it is not used.
@@ -283,6 +307,7 @@ def init_sentry(settings: Settings, client: redis.Redis) -> SentryReporter | Non
             transport_queue_size=TRANSPORT_QUEUE_SIZE,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         )
+    _own_client = sentry_sdk.get_client()
     ignore_logger(DRAMATIQ_WORKER_LOGGER)
     return SentryReporter(
         client, dedupe_ttl_s=settings.job_ttl_s, attach_payload=settings.sentry_attach_payload
@@ -310,14 +335,22 @@ class SentryReporter:
       dedupe_ttl_s(int): How long a marker is kept, in seconds.
       attach_payload(bool): Attach the job's payload, redacted, as JSON in ``extra["payload"]``
         (at most ``PAYLOAD_LIMIT`` characters). Default False.
+      scrubber(SecretScrubber | None): Applied to each event before it is handed to the SDK;
+        for a host's client, whose ``before_send`` is not evalq's. Default None.
     """
 
     def __init__(
-        self, client: redis.Redis, *, dedupe_ttl_s: int, attach_payload: bool = False
+        self,
+        client: redis.Redis,
+        *,
+        dedupe_ttl_s: int,
+        attach_payload: bool = False,
+        scrubber: SecretScrubber | None = None,
     ) -> None:
         self.client = client
         self.dedupe_ttl_s = dedupe_ttl_s
         self.attach_payload = attach_payload
+        self.scrubber = scrubber
         self._sent: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -385,6 +418,8 @@ class SentryReporter:
                 # As one JSON string: the SDK flattens mappings nested deeper than 5 levels.
                 text = json.dumps(redact(dict(payload)), default=str, ensure_ascii=False)
                 event["extra"] = {"payload": text[:PAYLOAD_LIMIT]}
+            if self.scrubber is not None:
+                event = self.scrubber(event, hint)
             if sentry_sdk.capture_event(event, hint=hint) is None:
                 self._release(key)
                 return False

@@ -2,6 +2,10 @@
 
 Evaluations run on lanes of their own (``evaluations.live`` for interactive work,
 ``evaluations.batch`` for bulk runs) through one code path; result exports run on ``default``.
+
+Import this module only through ``workers.bootstrap.build_stack`` (or after it): the actors bind
+to the broker it set, and reach their services through that broker (``runtime_of``). Their time
+limits are applied when a worker boots (``workers.bootstrap.apply_time_limits``).
 """
 
 from __future__ import annotations
@@ -9,53 +13,58 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dramatiq
+from pydantic import ValidationError
 
-from workers import runtime
+import workers
+from middleware.core.errors import InvalidPayload
 from workers.evaluations.evaluate import evaluate
 from workers.evaluations.models import EvaluationRequest
 from workers.lanes import BATCH_QUEUE, DEFAULT_QUEUE, LIVE_QUEUE
+from workers.runtime import LLM_ACTORS, Runtime, runtime_of
 
-#: Actors that call the provider: their time limit must outlast the provider's HTTP timeout.
-LLM_ACTORS = ("run_live_evaluation", "run_batch_evaluation")
+#: The broker these actors are declared on: this process's evalq stack.
+broker = workers.default_stack().broker
+
+__all__ = ["LANE_ACTORS", "LLM_ACTORS", "export_results", "run_batch_evaluation",
+           "run_evaluation", "run_live_evaluation"]  # fmt: skip
 
 
-def _time_limit_ms(actor: str) -> int:
-    return int(runtime.current().settings.time_limit_for(actor) * 1000)
+def run_evaluation(payload: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """Validate the payload, score it and store the result (overwriting any earlier one).
 
-
-def run_evaluation(payload: dict[str, Any]) -> dict[str, Any]:
-    """Validate the payload, score it and store the result (overwriting any earlier one)."""
-    request = EvaluationRequest.model_validate(payload)
-    rt = runtime.current()
+    A payload that fails validation is ``invalid_payload`` whatever the policy file says."""
+    try:
+        request = EvaluationRequest.model_validate(payload)
+    except ValidationError as error:
+        raise InvalidPayload(f"the evaluation request is invalid: {error}") from error
     result = evaluate(request, llm_client=rt.llm_client, slot=rt.rate_limits().slot)
     rt.results.put(result)
     return {"evaluation_uuid": result.evaluation_uuid, "target_uuid": result.target_uuid}
 
 
-@dramatiq.actor(queue_name=LIVE_QUEUE, time_limit=_time_limit_ms("run_live_evaluation"))
+@dramatiq.actor(broker=broker, queue_name=LIVE_QUEUE)
 def run_live_evaluation(request: dict[str, Any]) -> None:
     """Run one evaluation on the interactive lane."""
-    run_evaluation(request)
+    run_evaluation(request, runtime_of(run_live_evaluation.broker))
 
 
-@dramatiq.actor(queue_name=BATCH_QUEUE, time_limit=_time_limit_ms("run_batch_evaluation"))
+@dramatiq.actor(broker=broker, queue_name=BATCH_QUEUE)
 def run_batch_evaluation(request: dict[str, Any]) -> None:
     """Run one evaluation on the bulk lane."""
-    run_evaluation(request)
+    run_evaluation(request, runtime_of(run_batch_evaluation.broker))
 
 
-@dramatiq.actor(queue_name=DEFAULT_QUEUE, time_limit=_time_limit_ms("export_results"))
+@dramatiq.actor(broker=broker, queue_name=DEFAULT_QUEUE)
 def export_results(evaluation_uuid: str) -> None:
     """Write every stored result of one evaluation to ``<export dir>/<evaluation uuid>.jsonl``.
 
     The file is written to a temporary name and renamed, so a reader never sees half an export.
     """
-    rt = runtime.current()
+    rt = runtime_of(export_results.broker)
     directory = Path(rt.settings.export_dir)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{evaluation_uuid}.jsonl"
@@ -71,18 +80,3 @@ def export_results(evaluation_uuid: str) -> None:
 
 
 LANE_ACTORS = {"live": run_live_evaluation, "batch": run_batch_evaluation}
-
-
-def timeout_problems(
-    provider_timeout_s: float, time_limit_for: Callable[[str], float]
-) -> list[str]:
-    """Why these settings would let a provider request outlive the job that makes it."""
-    problems = []
-    for actor in LLM_ACTORS:
-        limit = time_limit_for(actor)
-        if provider_timeout_s >= limit:
-            problems.append(
-                f"EVALQ_PROVIDER_TIMEOUT_S ({provider_timeout_s:g} s) must be shorter than the "
-                f"time limit of {actor} ({limit:g} s; EVALQ_TIME_LIMIT_S / EVALQ_TIME_LIMITS)"
-            )
-    return problems

@@ -1,13 +1,28 @@
-"""Build the Dramatiq broker evalq runs on, from Settings.
+"""Build the Dramatiq broker evalq runs on, from Settings, and boot a worker process on it.
 
 The middleware list is explicit: Dramatiq's own ``Retries`` is deliberately absent, because evalq's
 error-policy middleware is the only retry owner (stacked retries multiply attempts).
+
+Nothing here prints, exits or touches Sentry while a broker is built: problems are
+``config.errors.ConfigurationError`` exceptions. Only a ``dramatiq workers`` process turns them
+into ``evalq: <one line>`` and exit code 2 (``exit_worker``), at three moments of its start:
+
+1. importing ``workers`` (settings, policy file, finding Redis): ``workers/__init__.py`` calls
+   ``boot_worker_process`` when, and only when, Dramatiq's ``worker_process`` is importing it;
+2. ``after_process_boot`` (``WorkerBoot``): Sentry is set up, through the host's client if the
+   process already has one;
+3. ``before_worker_boot`` (``WorkerBoot``), once every actor module is imported: time limits are
+   applied and checked (unknown actor names in ``EVALQ_TIME_LIMITS``, a provider timeout that
+   would outlive its job).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
+import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
@@ -19,46 +34,99 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
-from config.policy import Policy, PolicyError, load_policy
-from config.settings import Settings
+from config.errors import EXIT_CODE, ConfigurationError
+from config.policy import Policy, load_policy
+from config.settings import Settings, SettingsError
 from middleware.abort import AbortWatcher
 from middleware.error_policy import ErrorPolicy
 from middleware.heartbeat import Heartbeat
 from middleware.job_history import JobHistory
 from middleware.redelivery import Redelivery
-from middleware.sentry import InvalidSentryDsn, SentryReporter, init_sentry
+from middleware.sentry import init_sentry
 from middleware.state.broker import EvalqRedisBroker
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import History
 from middleware.state.keys import DRAMATIQ_NAMESPACE
 from middleware.worker_registry import WorkerRegistry
 from workers.lanes import max_ages_ms
+from workers.local_redis import NoRedisError, find_redis_url, missing_redis, unresolved_pool
+from workers.runtime import LLM_ACTORS, Runtime
 
 
-def refuse_invalid_settings(problems: list[str]) -> None:
-    """Stop the process, one line per problem, if there are any."""
-    for problem in problems:
-        print(f"evalq: invalid settings: {problem}", file=sys.stderr)
+@dataclass(frozen=True)
+class Stack:
+    """What one evalq process runs on: its settings, its policy and its broker."""
+
+    settings: Settings
+    policy: Policy
+    broker: RedisBroker
+
+
+def exit_worker(error: ConfigurationError) -> NoReturn:
+    """Stop a ``dramatiq workers`` process: ``evalq: <line>`` on stderr, exit code 2."""
+    print(f"evalq: {error.describe()}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CODE)
+
+
+class WorkerBoot(Middleware):
+    """Sets up what only a worker process needs, when it boots (never on import).
+
+    Parameters:
+      settings: The process's settings.
+      error_policy: The middleware that reports through the Sentry reporter made here.
+    """
+
+    def __init__(self, settings: Settings, error_policy: ErrorPolicy) -> None:
+        self.settings = settings
+        self.error_policy = error_policy
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        try:
+            self.error_policy.sentry = init_sentry(self.settings, broker.client)  # type: ignore[attr-defined]
+        except ConfigurationError as error:
+            exit_worker(error)
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        try:
+            apply_time_limits(broker, self.settings)
+        except ConfigurationError as error:
+            exit_worker(error)
+
+
+def apply_time_limits(broker: dramatiq.Broker, settings: Settings) -> None:
+    """Give every actor its time limit: ``EVALQ_TIME_LIMITS``, else its own ``time_limit``
+    option, else ``EVALQ_TIME_LIMIT_S``. Raises ``SettingsError`` for an unknown actor name and
+    for a provider timeout that would outlive a job that calls the provider."""
+    known = sorted(broker.actors)
+    unknown = sorted(set(settings.time_limits) - set(known))
+    if unknown:
+        raise SettingsError(
+            f"EVALQ_TIME_LIMITS: unknown actor(s) {', '.join(unknown)}; "
+            f"the actors of this process are: {', '.join(known)}"
+        )
+    for name, actor in broker.actors.items():
+        if name in settings.time_limits or "time_limit" not in actor.options:
+            actor.options["time_limit"] = int(settings.time_limit_for(name) * 1000)
+    problems = timeout_problems(settings, broker)
     if problems:
-        raise SystemExit(2)
+        raise SettingsError("; ".join(problems))
 
 
-def load_policy_or_exit(settings: Settings) -> Policy:
-    """The policy file, or stop the process with the file, the field and what is wrong."""
-    try:
-        return load_policy(settings.policy_file)
-    except PolicyError as error:
-        print(f"evalq: invalid policy file: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def init_sentry_or_exit(settings: Settings, client: redis.Redis) -> SentryReporter | None:
-    """Sentry's reporter (None without a DSN), or stop the process if the DSN is invalid."""
-    try:
-        return init_sentry(settings, client)
-    except InvalidSentryDsn as error:
-        print(f"evalq: invalid settings: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+def timeout_problems(settings: Settings, broker: dramatiq.Broker) -> list[str]:
+    """Why these settings would let a provider request outlive the job that makes it."""
+    problems = []
+    for name in LLM_ACTORS:
+        actor = broker.actors.get(name)
+        if actor is None:
+            continue
+        limit = actor.options.get("time_limit", settings.time_limit_for(name) * 1000) / 1000
+        if settings.provider_timeout_s >= limit:
+            problems.append(
+                f"EVALQ_PROVIDER_TIMEOUT_S ({settings.provider_timeout_s:g} s) must be shorter "
+                f"than the time limit of {name} ({limit:g} s; EVALQ_TIME_LIMIT_S / "
+                "EVALQ_TIME_LIMITS)"
+            )
+    return problems
 
 
 def build_dead_letters(settings: Settings, client: redis.Redis) -> DeadLetters:
@@ -81,7 +149,15 @@ def build_middleware(
     runs (its before hook runs last, its after hook first)."""
     history = History(client, ttl_s=settings.job_ttl_s)
     dead_letters = dead_letters or build_dead_letters(settings, client)
+    error_policy = ErrorPolicy(
+        policy=policy,
+        history=history,
+        dead_letters=dead_letters,
+        env=settings.env,
+        max_age_ms=max_ages_ms(settings),
+    )
     return [
+        WorkerBoot(settings, error_policy),
         TimeLimit(),
         ShutdownNotifications(),
         Callbacks(),
@@ -93,14 +169,7 @@ def build_middleware(
             interval_ms=settings.redelivery_interval_ms,
         ),
         JobHistory(history),
-        ErrorPolicy(
-            policy=policy,
-            history=history,
-            dead_letters=dead_letters,
-            env=settings.env,
-            max_age_ms=max_ages_ms(settings),
-            sentry=init_sentry_or_exit(settings, client),
-        ),
+        error_policy,
         AbortWatcher(client),
         *_liveness(settings),
     ]
@@ -116,15 +185,26 @@ def _liveness(settings: Settings) -> list[Middleware]:
 def build_broker(
     settings: Settings, *, policy: Policy | None = None, url: str | None = None
 ) -> EvalqRedisBroker:
-    """A Redis broker on ``url`` (default: the settings' worker URL) with evalq's middleware,
-    whose consumers dead-letter malformed messages (``middleware.state.broker``)."""
-    pool = redis.ConnectionPool.from_url(url or settings.worker_redis_url)
+    """A Redis broker with evalq's middleware on ``url`` (default: ``EVALQ_REDIS_URL``, else a
+    running ``evalq up``; with neither, every Redis command raises ``NoRedisError``), whose
+    consumers dead-letter malformed messages (``middleware.state.broker``). Its ``runtime``
+    attribute holds the services evalq's actors use. Raises ``PolicyError`` for a bad policy
+    file; never connects."""
+    if url is None:
+        try:
+            url = find_redis_url(settings)
+        except NoRedisError as missing:
+            pool = unresolved_pool(missing)
+        else:
+            pool = redis.ConnectionPool.from_url(url)
+    else:
+        pool = redis.ConnectionPool.from_url(url)
     client = redis.Redis(connection_pool=pool)
     dead_letters = build_dead_letters(settings, client)
     middleware = build_middleware(
-        settings, client, policy or load_policy_or_exit(settings), dead_letters
+        settings, client, policy or load_policy(settings.policy_file), dead_letters
     )
-    return EvalqRedisBroker(
+    broker = EvalqRedisBroker(
         dead_letters=dead_letters,
         client=client,
         middleware=middleware,
@@ -132,14 +212,45 @@ def build_broker(
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         maintenance_chance=settings.maintenance_chance,
     )
+    broker.runtime = Runtime(settings, client)  # type: ignore[attr-defined]
+    return broker
+
+
+def build_stack(settings: Settings) -> Stack:
+    """Settings, policy and broker of a process, the broker set as Dramatiq's global one (so
+    that an application's ``@dramatiq.actor`` binds to it). Raises ``ConfigurationError``s;
+    prints nothing."""
+    policy = load_policy(settings.policy_file)
+    broker = build_broker(settings, policy=policy)
+    dramatiq.set_broker(broker)
+    return Stack(settings, policy, broker)
+
+
+def require_redis(broker: RedisBroker) -> None:
+    """Raise ``NoRedisError`` unless ``broker`` knows which Redis to use (a worker must)."""
+    missing = missing_redis(broker.client.connection_pool)
+    if missing is not None:
+        raise missing
+
+
+def imported_by_dramatiq_worker() -> bool:
+    """Whether Dramatiq's ``worker_process`` (``dramatiq workers``) is what imports us now."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "worker_process" and (
+            frame.f_globals.get("__name__") == "dramatiq.cli"
+        ):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def repoint(broker: RedisBroker, url: str) -> None:
     """Point an already-built broker (and everything sharing its connection pool) at ``url``.
 
-    ``evalq`` commands start the embedded Redis after the broker was built at import time; the
-    broker, its Lua scripts, the result store, history and the dead-letter store all share one
-    connection pool, so swapping the pool's address before first use moves all of them at once.
+    ``evalq`` commands find or start their Redis after the broker was built; the broker, its
+    Lua scripts, the result store, history and the dead-letter store all share one connection
+    pool, so swapping the pool's address before first use moves all of them at once.
     """
     pool = broker.client.connection_pool
     fresh = redis.ConnectionPool.from_url(url)

@@ -1,9 +1,14 @@
-"""What actors need at run time, built once per process from Settings by the broker bootstrap."""
+"""What evalq's actors need at run time, built once per broker by the broker bootstrap.
+
+The services are handed in, not fetched from a module global: ``workers.bootstrap.build_broker``
+puts a ``Runtime`` on the broker it builds, and an actor reaches it through the broker it is
+bound to (``runtime_of(actor.broker)``).
+"""
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -14,9 +19,12 @@ from workers.results import ResultStore
 if TYPE_CHECKING:
     import openai
 
+#: Actors that call the provider: their time limit must outlast the provider's HTTP timeout.
+LLM_ACTORS = ("run_live_evaluation", "run_batch_evaluation")
+
 
 class Runtime:
-    """Per-process services shared by every actor: settings, result store, provider client and
+    """Per-broker services shared by every actor: settings, result store, provider client and
     the provider rate limits."""
 
     def __init__(self, settings: Settings, client: redis.Redis) -> None:
@@ -37,29 +45,19 @@ class Runtime:
             return self._llm
 
     def rate_limits(self) -> RateLimits:
-        """The provider rate limits, created on first use (after the actors are declared: a
-        slot's TTL comes from the time limit of the actors that call the provider)."""
+        """The provider rate limits, created on first use (a slot's TTL comes from the time
+        limit of the actors that call the provider)."""
         with self._lock:
             if self._limits is None:
-                from workers.actors import LLM_ACTORS
-
                 self._limits = RateLimits(
                     self.settings, self.redis, slot_ttl_ms=slot_ttl_ms(self.settings, LLM_ACTORS)
                 )
             return self._limits
 
 
-_current: Runtime | None = None
-
-
-def install(runtime: Runtime) -> None:
-    """Make ``runtime`` the one actors of this process use."""
-    global _current
-    _current = runtime
-
-
-def current() -> Runtime:
-    """The runtime installed by the broker bootstrap."""
-    if _current is None:
-        raise RuntimeError("evalq runtime not installed: import the 'workers' package first")
-    return _current
+def runtime_of(broker: Any) -> Runtime:
+    """The runtime the bootstrap put on ``broker``."""
+    runtime = getattr(broker, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("this broker was not built by workers.bootstrap.build_broker")
+    return runtime

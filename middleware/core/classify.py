@@ -2,9 +2,15 @@
 
 The chain is the exception, then what it was raised from (``__cause__``), what it was raised while
 handling (``__context__``, also under ``raise ... from None``: a wrapper never hides the root
-cause) and, for an ExceptionGroup, its members, depth first. An explicit category on any link
-(``CategorizedError``, outermost first) wins; else the first rule in file order that matches any
-link, all of the rule's keys matching that same link; else ``unknown``.
+cause) and, for an ExceptionGroup, its members, depth first.
+
+evalq's own failures are classified in code, whatever the policy file says (the built-in
+taxonomy): a time limit anywhere in the chain is ``time_limit`` (``BUILTIN_TAXONOMY``), and
+evalq's other failures carry their category (``CategorizedError``: a bad judge answer, an abort,
+an invalid payload, an expired job). Then an explicit category on any link (outermost first)
+wins; else the first rule in policy order (user rules, then shipped ones) that matches any link,
+all of the rule's keys matching that same link; else ``unknown``. A policy file decides what a
+category does, never which category evalq's own exceptions are.
 
 Pure: no I/O, no clock (``now`` is passed in), nothing imported to match a class name.
 """
@@ -25,6 +31,15 @@ MAX_CHAIN = 64
 EXPLICIT_RULE = "explicit"
 UNKNOWN = "unknown"
 _MEMO_LIMIT = 1024
+
+#: evalq's own failures that cannot carry a category themselves, classified before any rule:
+#: ``(dotted class name, category, rule name)``. Dramatiq's TimeLimitExceeded is raised into the
+#: worker thread at any moment, possibly while another error is handled: it wins over that.
+BUILTIN_TAXONOMY: tuple[tuple[str, str, str], ...] = (
+    ("dramatiq.middleware.time_limit.TimeLimitExceeded", "time_limit", "time_limit"),
+)
+#: The layer ``evalq policy explain`` names for the built-in taxonomy and explicit categories.
+BUILTIN_LAYER = "built-in"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +162,32 @@ class Classifier:
         first_retry_after = next(
             (f.retry_after_s for f in facts if f.retry_after_s is not None), None
         )
+        explicit: tuple[BaseException, ErrorFacts] | None = None
         for link, fact in zip(chain, facts, strict=True):
-            if fact.explicit_category is not None:
+            builtin = builtin_category(fact)
+            if builtin is not None:  # anywhere in the chain, it beats any explicit category
                 return Classification(
-                    category=fact.explicit_category,
-                    rule=EXPLICIT_RULE,
+                    category=builtin[0],
+                    rule=builtin[1],
                     matched=link,
                     root_cause=declared_cause(link),
                     chain_types=chain_types,
-                    retry_after_s=_first(fact.retry_after_s, first_retry_after),
-                    forced_action=fact.forced_action,
+                    retry_after_s=None,
+                    forced_action=None,
                 )
+            if explicit is None and fact.explicit_category is not None:
+                explicit = (link, fact)
+        if explicit is not None:
+            link, fact = explicit
+            return Classification(
+                category=fact.explicit_category or UNKNOWN,
+                rule=EXPLICIT_RULE,
+                matched=link,
+                root_cause=declared_cause(link),
+                chain_types=chain_types,
+                retry_after_s=_first(fact.retry_after_s, first_retry_after),
+                forced_action=fact.forced_action,
+            )
         category, rule, index = classify_facts(facts, self.plan)
         matched = chain[index] if index is not None else None
         own = facts[index].retry_after_s if index is not None else None
@@ -176,6 +206,22 @@ def classify(exc: BaseException, policy: Policy, *, now: float) -> Classificatio
     """Classify ``exc`` with ``policy``'s rules; ``now`` in epoch seconds dates a Retry-After.
     (Builds the rules' plan each time: to classify many, hold a ``Classifier``.)"""
     return Classifier(policy).classify(exc, now=now)
+
+
+#: ``BUILTIN_TAXONOMY`` as ``(class name, its module prefix, category, rule)``, split once.
+_BUILTIN_KEYS = tuple(
+    (d.rpartition(".")[2], d.rpartition(".")[0], category, rule)
+    for d, category, rule in BUILTIN_TAXONOMY
+)
+
+
+def builtin_category(fact: ErrorFacts) -> tuple[str, str] | None:
+    """``(category, rule name)`` of a link the built-in taxonomy knows, else None."""
+    for name, prefix, category, rule in _BUILTIN_KEYS:
+        for dotted in fact.types:
+            if dotted.endswith(name) and name_matches(prefix, name, dotted):
+                return category, rule
+    return None
 
 
 def classify_facts(

@@ -7,7 +7,13 @@ import importlib
 from typing import Any
 
 from config.policy import Policy
-from middleware.core.classify import classify_facts
+from middleware.core.classify import (
+    BUILTIN_LAYER,
+    EXPLICIT_RULE,
+    builtin_category,
+    classify_facts,
+)
+from middleware.core.errors import CategorizedError
 from middleware.core.facts import ErrorFacts, type_names
 
 
@@ -31,6 +37,9 @@ def explain(
     The answer says which: ``types`` lists the names matched on and ``type_imported`` whether the
     class was found. ``attempts_allowed`` is how many times a job failing every attempt with this
     category runs: ``min(max_retries + 1, max_attempts)``, or 1 when the action is not ``retry``.
+    ``layer`` names what decided: ``built-in`` (evalq's own taxonomy), ``explicit`` (a
+    ``CategorizedError`` class names its category), the layer of the matching rule (``shipped``
+    or the user's file), or None for ``unknown``.
     """
     found = find_exception_class(type_name) if import_type else None
     types: tuple[str, ...] = (type_name,)
@@ -39,11 +48,12 @@ def explain(
     facts = ErrorFacts(
         types=types, message=message, status=status, code=code, error_type=error_type
     )
-    category, rule, _ = classify_facts([facts], policy.rules)
+    category, rule, layer = _decide(facts, found, policy)
     resolved = policy.resolve(category, actor=actor, queue=queue, env=env)
     return {
         "category": category,
         "rule": rule,
+        "layer": layer,
         "action": resolved.action,
         "max_retries": resolved.max_retries,
         "max_attempts": resolved.max_attempts,
@@ -56,6 +66,20 @@ def explain(
         "types": list(types),
         "type_imported": found is not None,
     }
+
+
+def _decide(
+    facts: ErrorFacts, found: type[BaseException] | None, policy: Policy
+) -> tuple[str, str | None, str | None]:
+    """``(category, rule, layer)`` as ``middleware.core.classify.classify`` would decide."""
+    builtin = builtin_category(facts)
+    if builtin is not None:
+        return builtin[0], builtin[1], BUILTIN_LAYER
+    if found is not None and issubclass(found, CategorizedError):
+        return found.category, EXPLICIT_RULE, "explicit"
+    category, rule, _ = classify_facts([facts], policy.rules)
+    layer = next((r.layer for r in policy.rules if r.name == rule), None)
+    return category, rule, layer
 
 
 def find_exception_class(dotted: str) -> type[BaseException] | None:

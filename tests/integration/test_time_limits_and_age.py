@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 
@@ -15,6 +13,7 @@ from middleware.state.jobs import History
 from tests.support.pools import WorkerPools
 from tests.support.requests import rule_request
 from tests.support.slow_actors import RUNS_KEY, overrun
+from tests.support.worker_start import evalq_lines, run_dramatiq_workers
 from workers import client
 from workers.results import RESULT_KEY_PREFIX
 
@@ -60,15 +59,13 @@ def test_a_young_job_on_the_same_lane_runs(worker_pools: WorkerPools) -> None:
     assert handle.result(timeout=20).has_passed
 
 
-def test_a_provider_timeout_longer_than_a_time_limit_is_refused_at_start() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-c", "import workers"],
-        env={"PATH": "/usr/bin:/bin", "EVALQ_PROVIDER_TIMEOUT_S": "30",
-             "EVALQ_TIME_LIMITS": '{"run_live_evaluation": 20}'},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+def test_a_provider_timeout_longer_than_a_time_limit_is_refused_at_start(redis_url: str) -> None:
+    completed = run_dramatiq_workers(
+        {"EVALQ_PROVIDER_TIMEOUT_S": "30", "EVALQ_TIME_LIMITS": '{"run_live_evaluation": 20}'},
+        redis_url=redis_url,
+    )
     assert completed.returncode == 2
-    assert completed.stderr.strip() == (
+    assert evalq_lines(completed) == [
         "evalq: invalid settings: EVALQ_PROVIDER_TIMEOUT_S (30 s) must be shorter than the time "
         "limit of run_live_evaluation (20 s; EVALQ_TIME_LIMIT_S / EVALQ_TIME_LIMITS)"
-    )
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dramatiq
 
-import workers  # noqa: F401  (the broker must be set before these actors are declared)
+from workers import broker  # evalq's broker: these actors are declared on it
 
 FAILING_QUEUE = "default"
 
@@ -34,7 +34,7 @@ def _ledger(job_tag: str) -> None:
     raise LedgerError(f"ledger {job_tag} does not balance by 17 cents")
 
 
-@dramatiq.actor(queue_name=FAILING_QUEUE)
+@dramatiq.actor(broker=broker, queue_name=FAILING_QUEUE)
 def fail_unknown(root: str, wrapper: str, job_tag: str) -> None:
     """Fail with an unclassified root cause (``shard`` or ``ledger``) inside a wrapper."""
     raise_root = _shard_lookup if root == "shard" else _ledger
@@ -56,7 +56,7 @@ class Unprintable(Exception):
         raise AttributeError("no message for you")
 
 
-@dramatiq.actor(queue_name=FAILING_QUEUE)
+@dramatiq.actor(broker=broker, queue_name=FAILING_QUEUE)
 def fail_unprintably() -> None:
     """Fail with an exception whose ``str()`` raises."""
     raise Unprintable()

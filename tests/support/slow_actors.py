@@ -7,13 +7,14 @@ import time
 
 import dramatiq
 
-import workers  # (the broker must be set before these actors are declared)
+import workers
+from workers import broker  # evalq's broker: these actors are declared on it
 
 SLOW_QUEUE = "default"
 RUNS_KEY = "evalq-test:runs"
 
 
-@dramatiq.actor(queue_name=SLOW_QUEUE, time_limit=600)
+@dramatiq.actor(broker=broker, queue_name=SLOW_QUEUE, time_limit=600)
 def overrun(seconds: float, tag: str) -> None:
     """Count the run in Redis, then work (in short sleeps) for ``seconds``, past its 0.6 s limit."""
     workers.broker.client.hincrby(RUNS_KEY, tag, 1)
@@ -22,7 +23,7 @@ def overrun(seconds: float, tag: str) -> None:
         time.sleep(0.02)
 
 
-@dramatiq.actor(queue_name=SLOW_QUEUE)
+@dramatiq.actor(broker=broker, queue_name=SLOW_QUEUE)
 def busy(seconds: float, tag: str) -> None:
     """Count the run in Redis, then work in pure Python (short sleeps) for ``seconds``; no time
     limit of its own cuts it short."""

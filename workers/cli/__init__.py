@@ -12,10 +12,10 @@ import typer
 
 import workers
 from middleware.core.redaction import redact_text
-from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
+from workers.cli.common import JsonFlag, connect, err, fail, out, print_json, run
 from workers.cli.text import aligned, literal
 from workers.lanes import lanes
-from workers.local_redis import advertise, owned_redis
+from workers.local_redis import advertise, owned_redis, up_lock
 from workers.process_group import ProcessGroup
 from workers.status import collect_status
 
@@ -49,7 +49,8 @@ def _register_operator_commands() -> None:
     from workers.cli.abort import abort_job
     from workers.cli.dashboard import dashboard
     from workers.cli.jobs import jobs_list
-    from workers.cli.operate import dlq_app, jobs_app, policy_app
+    from workers.cli.operate import dlq_app, jobs_app
+    from workers.cli.policy import policy_app
     from workers.cli.results import export, result
     from workers.cli.submit import submit
 
@@ -74,7 +75,7 @@ def main() -> None:
     # control starts `evalq up &` with SIGINT ignored, and Python keeps an ignored SIGINT.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    app()
+    run(app)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -140,7 +141,11 @@ def up() -> None:
     settings = workers.settings
     from workers.cli.dashboard import dashboard_beside
 
-    with owned_redis(settings, persist=True) as (url, embedded), ProcessGroup() as group:
+    with (
+        up_lock(settings),
+        owned_redis(settings, persist=True) as (url, embedded),
+        ProcessGroup() as group,
+    ):
         for lane in lanes(workers.settings):
             group.start(lane.name, lane.worker_argv(), env={"EVALQ_REDIS_URL": url})
         board = dashboard_beside(url, out)

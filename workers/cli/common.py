@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.text import Text
 
 import workers
+from config.errors import EXIT_CODE, ConfigurationError
 from workers.bootstrap import repoint
 from workers.cli.text import literal
-from workers.local_redis import NoRedisError, existing_url
+from workers.local_redis import find_redis_url
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -31,13 +32,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def connect() -> str:
-    """Point this process at the Redis other evalq processes use; exit with guidance if none."""
-    try:
-        url = existing_url(workers.settings)
-    except NoRedisError as error:
-        fail(str(error))
+    """Point this process at the Redis other evalq processes use (``EVALQ_REDIS_URL``, else a
+    running ``evalq up`` found from here); ``NoRedisError`` (exit 2 with guidance) if none."""
+    url = find_redis_url(workers.settings)
     repoint(workers.broker, url)
     return url
+
+
+def run(app: typer.Typer) -> None:
+    """Run the CLI: a configuration problem (bad settings, bad policy file, no Redis, ...) is
+    one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except ConfigurationError as error:
+        err.print(f"evalq: {error.describe()}", highlight=False, markup=False)
+        raise SystemExit(EXIT_CODE) from None
 
 
 def print_json(document: Any) -> None:

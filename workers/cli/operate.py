@@ -1,19 +1,17 @@
-"""Operator commands: follow a job, work the dead-letter queue, check and explain the policy."""
+"""Operator commands: follow a job, work the dead-letter queue."""
 
 from __future__ import annotations
 
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 import workers
-from config.policy import CATEGORIES, PolicyError, load_policy
+from config.policy import CATEGORIES
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import History
 from workers.cli import exit_codes
@@ -22,7 +20,6 @@ from workers.cli.text import aligned, field, literal
 
 jobs_app = typer.Typer(help="Follow jobs.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect, redrive and purge dead letters.", no_args_is_help=True)
-policy_app = typer.Typer(help="Check and explain the error policy.", no_args_is_help=True)
 
 QueueOption = Annotated[str | None, typer.Option("--queue", help="Only this queue.")]
 
@@ -292,95 +289,3 @@ def dlq_purge(
         print_json({"dry_run": dry_run, "purged": count})
     else:
         out.print(f"{count} record(s) {'would be ' if dry_run else ''}purged")
-
-
-# --- policy ----------------------------------------------------------------------------------
-
-
-@policy_app.command("check")
-def policy_check(
-    file: Annotated[
-        Path | None, typer.Argument(help="Policy file (default: the configured one).")
-    ] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Validate a policy file and show what each category does."""
-    path = file or workers.settings.policy_file
-    try:
-        policy = load_policy(path)
-    except PolicyError as error:
-        err.print(str(error), highlight=False, markup=False)
-        raise typer.Exit(2) from None
-    env = workers.settings.env
-    rows = []
-    for category in CATEGORIES:
-        resolved = policy.resolve(category, actor="", queue="", env=env)
-        rows.append(
-            {
-                "category": category,
-                "action": resolved.action,
-                "max_retries": resolved.max_retries,
-                "max_attempts": resolved.max_attempts,
-                "attempts_allowed": resolved.attempts_allowed,
-                "min_backoff_ms": resolved.min_backoff_ms,
-                "max_backoff_ms": resolved.max_backoff_ms,
-                "honor_retry_after": resolved.honor_retry_after,
-                "report": resolved.report,
-            }
-        )
-    if as_json:
-        print_json({"file": str(path), "ok": True, "env": env, "rules": len(policy.rules),
-                    "categories": rows})  # fmt: skip
-        return
-    table = Table(
-        "category",
-        "action",
-        "retries",
-        "attempts",
-        "backoff ms",
-        "retry-after",
-        "report",
-        title=f"{path}: ok ({len(policy.rules)} rules, env {env})",
-    )
-    for row in rows:
-        table.add_row(
-            row["category"],
-            row["action"],
-            str(row["max_retries"]),
-            str(row["attempts_allowed"]),
-            f"{row['min_backoff_ms']}..{row['max_backoff_ms']}",
-            "yes" if row["honor_retry_after"] else "",
-            "yes" if row["report"] else "",
-        )
-    out.print(table)
-
-
-@policy_app.command("explain")
-def policy_explain(
-    type_name: Annotated[
-        str, typer.Option("--type", help="Exception type, e.g. openai.RateLimitError.")
-    ],
-    message: Annotated[str, typer.Option(help="The exception's message.")] = "",
-    status: Annotated[
-        int | None, typer.Option(help="HTTP status of the provider's answer.")
-    ] = None,
-    code: Annotated[str | None, typer.Option(help="The provider's error code.")] = None,
-    actor: Annotated[str, typer.Option(help="Actor the job runs.")] = "run_batch_evaluation",
-    queue: Annotated[str | None, typer.Option(help="Queue (default: the actor's).")] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Which category and rule an error gets, and what the policy then does with it."""
-    from middleware.core.explain import explain
-
-    known = workers.broker.actors.get(actor)
-    resolved_queue = queue or (known.queue_name if known is not None else "default")
-    document = explain(
-        workers.policy, type_name=type_name, message=message, status=status, code=code,
-        actor=actor, queue=resolved_queue, env=workers.settings.env,
-    )  # fmt: skip
-    document = {"actor": actor, "queue": resolved_queue, "env": workers.settings.env, **document}
-    if as_json:
-        print_json(document)
-        return
-    # The message is the user's, and may hold anything: shown literally.
-    out.print(*(field(key, value) for key, value in document.items()), sep="\n", soft_wrap=True)

@@ -32,6 +32,7 @@ from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config.settings import Settings
+from middleware.core.errors import InvalidModelOutput
 from workers.evaluations import custom_judge
 from workers.evaluations.configs import (
     BinaryConfig,
@@ -61,8 +62,9 @@ JudgeConfig = BinaryConfig | RatingConfig | ComparisonConfig | CustomJudgeConfig
 Slot = Callable[[str | None], AbstractContextManager[Any]]
 
 
-class JudgeOutputError(ValueError):
-    """The judge's answer is not valid JSON or does not fit its verdict schema.
+class JudgeOutputError(InvalidModelOutput, ValueError):
+    """The judge's answer is not valid JSON or does not fit its verdict schema; always
+    ``invalid_model_output``, whatever the policy file says.
 
     Parameters:
       message: What is wrong with the answer.

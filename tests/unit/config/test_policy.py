@@ -22,14 +22,19 @@ version = 1
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
+def write(tmp_path: Path, text: str, *, standalone: bool = True) -> Path:
+    """Write a policy file; ``standalone`` files say ``extends = "none"`` (on a first line of
+    their own), to test one file's own tables without the shipped layer."""
     path = tmp_path / "policies.toml"
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    text = textwrap.dedent(text)
+    if standalone and "extends" not in text:
+        text = 'extends = "none"\n' + text
+    path.write_text(text, encoding="utf-8")
     return path
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:
-    path = write(tmp_path, text)
+    path = write(tmp_path, text, standalone=False)
     with pytest.raises(PolicyError) as caught:
         load_policy(path)
     lines = str(caught.value).splitlines()
@@ -167,7 +172,7 @@ def test_a_missing_file_is_named_and_said_not_to_exist(tmp_path: Path) -> None:
 
 
 def test_a_toml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "version = 1\n\n[defaults]\nmax_attempts 3\n")
+    path = write(tmp_path, "version = 1\n\n[defaults]\nmax_attempts 3\n", standalone=False)
     with pytest.raises(PolicyError) as caught:
         load_policy(path)
     message = str(caught.value)

@@ -51,7 +51,9 @@ def test_the_category_table_gives_the_attempts_the_shipped_file_allows_by_defaul
     assert category_rows()[category] == allowed
 
 
-def test_the_policy_snippet_is_a_valid_policy_file_as_written(tmp_path: Path) -> None:
+def test_the_policy_snippet_is_a_valid_policy_file_as_written_and_layers_over_the_shipped_one(
+    tmp_path: Path,
+) -> None:
     text = README.read_text()
     section = text[text.index("### The policy file") :]
     snippet = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
@@ -62,4 +64,6 @@ def test_the_policy_snippet_is_a_valid_policy_file_as_written(tmp_path: Path) ->
     resolved = policy.resolve(
         "rate_limited", actor="run_batch_evaluation", queue="evaluations.batch", env="production"
     )
-    assert (resolved.max_retries, resolved.min_backoff_ms) == (8, 2000)
+    # The snippet's tweak, over the shipped table's other fields and the shipped rules.
+    assert (resolved.max_retries, resolved.min_backoff_ms) == (3, 2000)
+    assert len(policy.rules) == len(load_policy(DEFAULT_POLICY_FILE).rules)

@@ -6,7 +6,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from config.settings import DEFAULT_WORKER_REDIS_URL, Settings, describe_error
+from config.settings import Settings, SettingsError, describe_error, read_settings
 
 
 def test_defaults_need_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -14,7 +14,6 @@ def test_defaults_need_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
     assert settings.redis_url is None
-    assert settings.worker_redis_url == DEFAULT_WORKER_REDIS_URL
     assert settings.env == "development"
     assert settings.sentry_dsn is None
 
@@ -77,33 +76,57 @@ def test_a_bad_value_is_described_by_its_variable_name(
     assert describe_error(caught.value).startswith(expected)
 
 
-def test_a_process_with_bad_settings_stops_with_one_line_naming_the_variable() -> None:
+def test_importing_evalq_with_bad_settings_neither_exits_nor_prints() -> None:
     completed = subprocess.run(
-        [sys.executable, "-c", "import workers"],
-        env={"EVALQ_PROVIDER_TIMEOUT_S": "soon", "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-c", "import workers, workers.client, workers.cli, middleware.sentry"],
+        env={
+            "EVALQ_PROVIDER_TIMEOUT_S": "soon",
+            "SENTRY_DSN": "not-a-dsn",
+            "PATH": "/usr/bin:/bin",
+        },
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert completed.returncode == 2
-    lines = completed.stderr.strip().splitlines()
-    assert lines == [
-        "evalq: invalid settings: EVALQ_PROVIDER_TIMEOUT_S: Input should be a valid number, "
+    assert (completed.returncode, completed.stdout, completed.stderr) == (0, "", "")
+
+
+def test_bad_settings_raise_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALQ_PROVIDER_TIMEOUT_S", "soon")
+    with pytest.raises(SettingsError) as caught:
+        read_settings()
+    assert caught.value.describe() == (
+        "invalid settings: EVALQ_PROVIDER_TIMEOUT_S: Input should be a valid number, "
         "unable to parse string as a number"
-    ]
-
-
-def test_a_process_with_an_invalid_sentry_dsn_stops_without_echoing_it() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-c", "import workers"],
-        env={"SENTRY_DSN": "not-a-dsn-secret-part", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
-    assert completed.returncode == 2
-    assert completed.stderr.startswith("evalq: invalid settings: SENTRY_DSN:")
-    assert "secret-part" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("EVALQ_TIME_LIMITS", "{run_live_evaluation: 60}", "EVALQ_TIME_LIMITS: not valid JSON ("),
+        ("EVALQ_PROVIDER_LIMITS", "[1,", "EVALQ_PROVIDER_LIMITS: not valid JSON ("),
+        (
+            "EVALQ_PROVIDER_LIMITS",
+            '{"openai": {"max_concurency": 2}}',
+            "EVALQ_PROVIDER_LIMITS: Value error, openai: unknown key(s) ['max_concurency']",
+        ),
+        (
+            "EVALQ_TIME_LIMITS",
+            '{"run_live_evaluation": "soon"}',
+            "EVALQ_TIME_LIMITS: Input should be a valid number",
+        ),
+    ],
+)
+def test_a_bad_json_valued_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        read_settings()
+    line = caught.value.describe()
+    assert line.startswith(f"invalid settings: {expected}")
+    assert "\n" not in line
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ def test_explain_answers_with_the_category_rule_and_resolved_policy(shipped: Pol
     assert answer == {
         "category": "model_capability",
         "rule": "capability_not_supported",
+        "layer": "shipped",
         "action": "dead_letter",
         "max_retries": 0,
         "max_attempts": 12,
@@ -145,3 +146,21 @@ def test_exception_classes_are_found_by_module_path_or_builtin_name() -> None:
     assert find_exception_class("builtins.KeyError") is KeyError
     assert find_exception_class("json.dumps") is None  # not an exception class
     assert find_exception_class("nosuch.Thing") is None
+
+
+def test_explain_names_the_built_in_taxonomy_for_a_time_limit(shipped: Policy) -> None:
+    answer = explain(
+        shipped, type_name="dramatiq.middleware.time_limit.TimeLimitExceeded", **where()
+    )
+    assert (answer["category"], answer["rule"], answer["layer"]) == (
+        "time_limit",
+        "time_limit",
+        "built-in",
+    )
+
+
+def test_explain_names_an_exception_that_carries_its_category_as_explicit(
+    shipped: Policy,
+) -> None:
+    answer = explain(shipped, type_name="workers.evaluations.llm_judge.JudgeOutputError", **where())
+    assert (answer["category"], answer["layer"]) == ("invalid_model_output", "explicit")
