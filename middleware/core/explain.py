@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import importlib
 from typing import Any
 
@@ -15,6 +16,16 @@ from middleware.core.classify import (
 )
 from middleware.core.errors import CategorizedError
 from middleware.core.facts import ErrorFacts, type_names
+from middleware.core.retry_options import (
+    RETRY_REQUESTED,
+    RETRY_REQUESTED_RULE,
+    THROWS_FALLBACK_CATEGORY,
+    THROWS_RULE,
+    RetryOptions,
+)
+
+#: The dotted names of Dramatiq's ``Retry`` exception.
+_DRAMATIQ_RETRY = frozenset({"dramatiq.Retry", "dramatiq.errors.Retry"})
 
 
 def explain(
@@ -29,6 +40,7 @@ def explain(
     queue: str,
     env: str,
     import_type: bool = True,
+    options: RetryOptions | None = None,
 ) -> dict[str, Any]:
     """Classify a described exception and resolve its category's policy.
 
@@ -39,8 +51,11 @@ def explain(
     category runs: ``min(max_retries + 1, max_attempts)``, or 1 when the action is not ``retry``.
     ``layer`` names what decided: ``built-in`` (evalq's own taxonomy), ``explicit`` (a
     ``CategorizedError`` class names its category), the layer of the matching rule (``shipped``
-    or the user's file), or None for ``unknown``.
+    or the user's file), or None for ``unknown``. ``options`` are the actor's Dramatiq retry
+    options (``middleware.core.retry_options``): the budgets shown are the ones they leave, and
+    ``actor_options`` lists them.
     """
+    options = options or RetryOptions()
     found = find_exception_class(type_name) if import_type else None
     types: tuple[str, ...] = (type_name,)
     if found is not None:
@@ -49,7 +64,16 @@ def explain(
         types=types, message=message, status=status, code=code, error_type=error_type
     )
     category, rule, layer = _decide(facts, found, policy)
-    resolved = policy.resolve(category, actor=actor, queue=queue, env=env)
+    action: str | None = None
+    if _DRAMATIQ_RETRY.intersection(types):
+        category, rule, layer = RETRY_REQUESTED, RETRY_REQUESTED_RULE, BUILTIN_LAYER
+    elif found is not None and options.throws and issubclass(found, options.throws):
+        if category == "unknown":
+            category, rule, layer = THROWS_FALLBACK_CATEGORY, THROWS_RULE, "actor options"
+        action = "dead_letter"
+    resolved = options.apply(policy.resolve(category, actor=actor, queue=queue, env=env))
+    if action is not None:
+        resolved = dataclasses.replace(resolved, action=action)  # type: ignore[arg-type]
     return {
         "category": category,
         "rule": rule,
@@ -65,6 +89,7 @@ def explain(
         "attempts_allowed": resolved.attempts_allowed,
         "types": list(types),
         "type_imported": found is not None,
+        "actor_options": options.describe(),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +129,48 @@ def test_an_actor_option_evalq_cannot_use_fails_its_declaration() -> None:
                        max_retries="three")  # fmt: skip
     with pytest.raises(Exception, match=r"throws must be an exception class"):
         dramatiq.actor(job, actor_name="bad_throws", broker=workers.broker, throws=("KeyError",))
+
+
+def test_policy_explain_for_an_actor_shows_the_budgets_its_options_leave(redis_url: str) -> None:
+    from tests.support.cli import run_evalq
+
+    explained = run_evalq(
+        "policy", "explain", "--type", "middleware.errors.ProviderUnavailable",
+        "--actor", "flaky_with_one_retry", "--module", "tests.support.dramatiq_option_actors",
+        "--json", redis_url=redis_url,
+    )  # fmt: skip
+    assert explained.returncode == 0, explained.stderr
+    document = json.loads(explained.stdout)
+    assert (document["category"], document["max_retries"], document["attempts_allowed"]) == (
+        "provider_unavailable",
+        1,
+        2,
+    )
+    assert document["actor_options"] == ["max_retries=1 (caps every retried category)"]
+
+    thrown = run_evalq(
+        "policy", "explain", "--type", "builtins.KeyError", "--actor", "throws_key_error",
+        "--module", "tests.support.dramatiq_option_actors", "--json", redis_url=redis_url,
+    )  # fmt: skip
+    document = json.loads(thrown.stdout)
+    assert (document["category"], document["action"], document["attempts_allowed"]) == (
+        "invalid_request",
+        "dead_letter",
+        1,
+    )
+
+
+def test_policy_check_lists_the_actors_whose_options_override_the_policy(redis_url: str) -> None:
+    from tests.support.cli import run_evalq
+
+    checked = run_evalq(
+        "policy", "check", "--module", "tests.support.dramatiq_option_actors", "--json",
+        redis_url=redis_url,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    actors = {
+        row["actor"]: row["options"] for row in json.loads(checked.stdout)["actors"]["actors"]
+    }
+    assert actors["flaky_with_one_retry"] == ["max_retries=1 (caps every retried category)"]
+    assert actors["declined_by_retry_when"] == ["retry_when=never_retry"]
+    assert "asks_to_retry" not in actors  # no option of its own

@@ -10,13 +10,13 @@ import time
 
 import dramatiq
 
-import workers  # noqa: F401  (the broker must be set before the actor is declared)
 from tests.support.dramatiq_option_actors import record_run
+from workers import broker
 
 POISON = "poison"
 
 
-@dramatiq.actor(queue_name="default")
+@dramatiq.actor(broker=broker, queue_name="default")
 def maybe_kill_worker(tag: str) -> None:
     """Kill this worker process when ``tag`` is the poison one; else take a moment and record
     the run."""

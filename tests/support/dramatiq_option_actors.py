@@ -12,6 +12,7 @@ import dramatiq
 
 import workers
 from middleware.errors import ProviderUnavailable
+from workers import broker
 
 OPTIONS_QUEUE = "default"
 
@@ -27,35 +28,35 @@ def never_retry(retries: int, exception: BaseException) -> bool:
     return False
 
 
-@dramatiq.actor(queue_name=OPTIONS_QUEUE, max_retries=1)
+@dramatiq.actor(broker=broker, queue_name=OPTIONS_QUEUE, max_retries=1)
 def flaky_with_one_retry(tag: str) -> None:
     """Fail with a retryable category every time; Dramatiq's max_retries=1 allows one retry."""
     record_run(tag)
     raise ProviderUnavailable(f"upstream 503 for {tag}")
 
 
-@dramatiq.actor(queue_name=OPTIONS_QUEUE, max_retries=3)
+@dramatiq.actor(broker=broker, queue_name=OPTIONS_QUEUE, max_retries=3)
 def flaky_with_three_retries(tag: str) -> None:
     """Fail with a retryable category every time; its message options may say otherwise."""
     record_run(tag)
     raise ProviderUnavailable(f"upstream 503 for {tag}")
 
 
-@dramatiq.actor(queue_name=OPTIONS_QUEUE, throws=(KeyError,))
+@dramatiq.actor(broker=broker, queue_name=OPTIONS_QUEUE, throws=(KeyError,))
 def throws_key_error(tag: str) -> None:
     """Fail with an expected exception."""
     record_run(tag)
     raise KeyError(f"no row for {tag}")
 
 
-@dramatiq.actor(queue_name=OPTIONS_QUEUE, retry_when=never_retry)
+@dramatiq.actor(broker=broker, queue_name=OPTIONS_QUEUE, retry_when=never_retry)
 def declined_by_retry_when(tag: str) -> None:
     """Fail with a retryable category; its retry_when declines."""
     record_run(tag)
     raise ProviderUnavailable(f"upstream 503 for {tag}")
 
 
-@dramatiq.actor(queue_name=OPTIONS_QUEUE)
+@dramatiq.actor(broker=broker, queue_name=OPTIONS_QUEUE)
 def asks_to_retry(tag: str, delay_ms: int) -> None:
     """Ask to run again after ``delay_ms`` the first time; succeed the second time."""
     if record_run(tag) == 1:

@@ -7,17 +7,17 @@ import time
 
 import dramatiq
 
-import workers  # noqa: F401  (the broker must be set before the actor is declared)
 from tests.support.dramatiq_option_actors import record_run
+from workers import broker
 
 
-@dramatiq.actor(queue_name="default")
+@dramatiq.actor(broker=broker, queue_name="default")
 def count_run(tag: str) -> None:
     """Record that it ran."""
     record_run(tag)
 
 
-@dramatiq.actor(queue_name="default")
+@dramatiq.actor(broker=broker, queue_name="default")
 def sleep_then_count(tag: str, seconds: float) -> None:
     """Record that it started, take ``seconds``, then record that it finished."""
     record_run(f"{tag}:started")

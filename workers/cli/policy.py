@@ -8,6 +8,7 @@ layer the rule was written, and what the policy then does.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,12 +17,23 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from config.errors import ConfigurationError
 from config.policy import CATEGORIES, ENVIRONMENTS, PolicyError, load_policy
 from config.policy_errors import key_path
 from config.settings import read_settings
+from middleware.core.retry_options import RetryOptions
 from workers.cli.common import JsonFlag, err, out, print_json
 
 policy_app = typer.Typer(help="Check and explain the error policy.", no_args_is_help=True)
+
+ModuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--module",
+        help="Import this module first (an application's actors, e.g. examples.reports.actors); "
+        "repeatable.",
+    ),
+]
 
 _FIELDS = ("action", "max_retries", "max_attempts", "min_backoff_ms", "max_backoff_ms",
            "jitter", "honor_retry_after", "report")  # fmt: skip
@@ -42,10 +54,12 @@ def policy_check(
     env: Annotated[
         str | None, typer.Option(help="Environment to resolve for (default: EVALQ_ENV).")
     ] = None,
+    module: ModuleOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Validate a policy file and show what each category does, and where each value came
-    from."""
+    """Validate a policy file and show what each category does, where each value came from,
+    and which actors' own options (Dramatiq's max_retries, backoff, throws, retry_when,
+    max_attempts) override it."""
     path = file if file is not None else read_settings().policy_file
     try:
         policy = load_policy(path)
@@ -69,6 +83,7 @@ def policy_check(
         "rule_layers": [{"name": r.name, "category": r.category, "layer": r.layer}
                         for r in policy.rules],
         "categories": rows,
+        "actors": _actor_overrides(module or []),
     }  # fmt: skip
     if as_json:
         print_json(document)
@@ -94,6 +109,37 @@ def _overrides(policy: Any) -> list[dict[str, Any]]:
 
     walk(data, ())
     return found
+
+
+def _actor_overrides(modules: list[str]) -> dict[str, Any]:
+    """The actors declared on evalq's broker whose own options change what the policy decides:
+    ``{"actors": [{"actor", "queue", "options"}], "note"}``. Loading them needs the configured
+    settings and policy: when those are broken, the note says so and the list is empty (the
+    file given to ``check`` is still checked)."""
+    try:
+        import workers
+
+        broker = workers.broker
+        for name in modules:
+            importlib.import_module(name)
+    except ConfigurationError as error:
+        return {"actors": [], "note": f"actors not loaded: {error.describe()}"}
+    except ImportError as error:
+        return {"actors": [], "note": f"actors not loaded: {error}"}
+    found = []
+    for actor in sorted(broker.actors.values(), key=lambda a: a.actor_name):
+        options = RetryOptions.read({}, actor.options, where=f"actor {actor.actor_name}")
+        described = options.describe()
+        described += [
+            f"{name}={actor.options[name]}"
+            for name in ("max_attempts", "max_age")
+            if actor.options.get(name) is not None
+        ]
+        if described:
+            found.append(
+                {"actor": actor.actor_name, "queue": actor.queue_name, "options": described}
+            )
+    return {"actors": found, "note": None}
 
 
 def _layers(policy: Any) -> list[str]:
@@ -131,6 +177,16 @@ def _print_check(document: dict[str, Any]) -> None:
         for row in document["overrides"]:
             narrower.add_row(escape(row["key"]), escape(str(row["value"])), escape(row["origin"]))
         out.print(narrower)
+    actors = document["actors"]
+    if actors["actors"]:
+        own = Table("actor", "queue", "its own options", title="actors whose options override it")
+        for row in actors["actors"]:
+            own.add_row(
+                escape(row["actor"]), escape(row["queue"]), escape("; ".join(row["options"]))
+            )
+        out.print(own)
+    if actors["note"]:
+        err.print(escape(actors["note"]), highlight=False)
 
 
 @policy_app.command("explain")
@@ -145,20 +201,37 @@ def policy_explain(
     code: Annotated[str | None, typer.Option(help="The provider's error code.")] = None,
     actor: Annotated[str, typer.Option(help="Actor the job runs.")] = "run_batch_evaluation",
     queue: Annotated[str | None, typer.Option(help="Queue (default: the actor's).")] = None,
+    module: ModuleOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Which category and rule an error gets (and the layer the rule is in), and what the
-    policy then does with it."""
+    policy then does with it for --actor, its own options (max_retries, backoff, throws)
+    applied."""
     import workers
     from middleware.core.explain import explain
 
-    known = workers.broker.actors.get(actor)
+    broker = workers.broker
+    for name in module or []:
+        importlib.import_module(name)
+    known = broker.actors.get(actor)
+    options = (
+        RetryOptions.read({}, known.options, where=f"actor {actor}")
+        if known is not None
+        else RetryOptions()
+    )
     resolved_queue = queue or (known.queue_name if known is not None else "default")
     env = workers.settings.env
     document = explain(
         workers.policy, type_name=type_name, message=message, status=status, code=code,
-        actor=actor, queue=resolved_queue, env=env,
+        actor=actor, queue=resolved_queue, env=env, options=options,
     )  # fmt: skip
+    own_cap = known.options.get("max_attempts") if known is not None else None
+    if own_cap is not None:  # the actor's own cap replaces the policy's, as the worker does
+        document["max_attempts"] = int(own_cap)
+        document["attempts_allowed"] = (
+            min(document["max_retries"] + 1, int(own_cap)) if document["action"] == "retry" else 1
+        )
+        document["actor_options"].append(f"max_attempts={own_cap}")
     document = {"actor": actor, "queue": resolved_queue, "env": env, **document}
     if as_json:
         print_json(document)
