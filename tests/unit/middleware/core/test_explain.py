@@ -55,6 +55,7 @@ def test_explain_answers_with_the_category_rule_and_resolved_policy(shipped: Pol
             "builtins.BaseException",
         ],
         "type_imported": True,
+        "actor_options": [],
     }
 
 
