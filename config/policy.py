@@ -60,6 +60,7 @@ CATEGORIES: tuple[str, ...] = (
     "aborted",
     "expired",
     "retry_requested",
+    "store_unavailable",
     "unknown",
 )
 

@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Per-actor time limits in seconds, as JSON: {"run_live_evaluation": 60}.',
     )
+    store_patience_s: float = Field(
+        default=20,
+        ge=0,
+        description="How long a worker keeps a result the provider already gave while evalq's "
+        "Redis is unreachable, before the job is retried as store_unavailable, in seconds.",
+    )
     # --- provider rate limits, shared by every worker through Redis -----------------------------
     provider_max_concurrency: int = Field(
         default=0, ge=0, description="Provider requests in flight at once, all workers (0: no cap)."

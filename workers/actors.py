@@ -42,7 +42,8 @@ def run_evaluation(payload: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     except ValidationError as error:
         raise InvalidPayload(f"the evaluation request is invalid: {error}") from error
     result = evaluate(request, llm_client=rt.llm_client, slot=rt.rate_limits().slot)
-    rt.results.put(result)
+    # The provider has answered (and billed): keep the answer while Redis comes back.
+    rt.results.keep(result, patience_s=rt.settings.store_patience_s)
     return {"evaluation_uuid": result.evaluation_uuid, "target_uuid": result.target_uuid}
 
 

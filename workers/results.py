@@ -6,11 +6,16 @@ overwrites the earlier value, so there is never a second result for one pair.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 
 import redis
 
+from middleware.state.settlement import TRANSIENT
 from workers.evaluations.models import EvaluationResult
+
+logger = logging.getLogger(__name__)
 
 RESULT_KEY_PREFIX = "evalq:result:"
 INDEX_KEY_PREFIX = "evalq:results:"
@@ -32,6 +37,24 @@ class ResultStore:
     def __init__(self, client: redis.Redis, *, ttl_s: int) -> None:
         self.client = client
         self.ttl_s = ttl_s
+
+    def keep(self, result: EvaluationResult, *, patience_s: float) -> None:
+        """Store ``result``, retrying for up to ``patience_s`` seconds while Redis is unreachable:
+        a result the provider already gave (and billed) is worth waiting for. Raises the last
+        Redis error when Redis stays away (the job is then retried as ``store_unavailable``)."""
+        deadline = time.monotonic() + patience_s
+        delay = 0.1
+        while True:
+            try:
+                self.put(result)
+                return
+            except TRANSIENT:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("result of %s/%s not stored yet (Redis unavailable); retrying",
+                               result.evaluation_uuid, result.target_uuid)  # fmt: skip
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def put(self, result: EvaluationResult) -> None:
         """Store ``result``, replacing any earlier result for the same pair."""

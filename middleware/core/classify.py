@@ -5,7 +5,8 @@ handling (``__context__``, also under ``raise ... from None``: a wrapper never h
 cause) and, for an ExceptionGroup, its members, depth first.
 
 evalq's own failures are classified in code, whatever the policy file says (the built-in
-taxonomy): a time limit anywhere in the chain is ``time_limit`` (``BUILTIN_TAXONOMY``), and
+taxonomy): a time limit anywhere in the chain is ``time_limit``, a failure of evalq's own Redis
+``store_unavailable`` (``BUILTIN_TAXONOMY``), and
 evalq's other failures carry their category (``CategorizedError``: a bad judge answer, an abort,
 an invalid payload, an expired job). Then an explicit category on any link (outermost first)
 wins; else the first rule in policy order (user rules, then shipped ones) that matches any link,
@@ -37,6 +38,12 @@ _MEMO_LIMIT = 1024
 #: worker thread at any moment, possibly while another error is handled: it wins over that.
 BUILTIN_TAXONOMY: tuple[tuple[str, str, str], ...] = (
     ("dramatiq.middleware.time_limit.TimeLimitExceeded", "time_limit", "time_limit"),
+    # evalq's own Redis (results, history, rate limits) is not the provider: redis-py's
+    # ConnectionError must never pass for a provider's connection error.
+    ("redis.exceptions.ConnectionError", "store_unavailable", "redis_unavailable"),
+    ("redis.exceptions.TimeoutError", "store_unavailable", "redis_unavailable"),
+    ("redis.exceptions.BusyLoadingError", "store_unavailable", "redis_unavailable"),
+    ("redis.exceptions.ReadOnlyError", "store_unavailable", "redis_unavailable"),
 )
 #: The layer ``evalq policy explain`` names for the built-in taxonomy and explicit categories.
 BUILTIN_LAYER = "built-in"

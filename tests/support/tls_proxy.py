@@ -3,11 +3,12 @@ to evalq's clients. It terminates TLS with a certificate the test made and forwa
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
 import threading
 from types import TracebackType
+
+from tests.support.tcp_proxy import pump
 
 
 class TlsProxy:
@@ -55,17 +56,5 @@ class TlsProxy:
             return
         self.connections += 1
         upstream = socket.create_connection(self.target)
-        threading.Thread(target=_pump, args=(upstream, secure), daemon=True).start()
-        _pump(secure, upstream)
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.close()
+        threading.Thread(target=pump, args=(upstream, secure), daemon=True).start()
+        pump(secure, upstream)
