@@ -31,8 +31,13 @@ GRACE_MARGIN_S = 15
 
 
 def declared_queues() -> set[str]:
-    """Every queue the actors declare (delay queues are consumed beside their queue)."""
-    return {q for q in workers.broker.get_declared_queues() if not q.endswith(".DQ")}
+    """Every queue evalq's own actors declare (``workers.actors``; an application's actors, such
+    as those of ``examples/`` other tests import, deploy with the application's manifests)."""
+    return {
+        actor.queue_name
+        for actor in workers.broker.actors.values()
+        if actor.fn.__module__ == "workers.actors"
+    }
 
 
 def settings_configmap(objects: list[Manifest]) -> dict[str, str]:
