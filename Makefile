@@ -2,6 +2,7 @@
 #   make demo   the main job on an embedded Redis
 #   make test   the whole test suite (unit, integration with real Redis and real workers)
 #   make bench  benchmarks, reported as ratios against a baseline measured in the same run
+#   make bench-full  the same with the long throughput runs (20,000 jobs, 3 trials)
 #   make lint   ruff and mypy --strict on config/ and middleware/
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: all demo test bench lint sync clean
+.PHONY: all demo test bench bench-full lint sync clean
 
 all: test
 
@@ -41,6 +42,9 @@ test: sync
 
 bench: sync
 	$(VENV)/bin/python -m bench
+
+bench-full: sync
+	EVALQ_BENCH_MODE=full $(VENV)/bin/python -m bench
 
 lint: sync
 	$(VENV)/bin/ruff check .
