@@ -1,4 +1,5 @@
-"""Run every ``bench/bench_*.py`` module: ``python -m bench``.
+"""Run every ``bench/bench_*.py`` module: ``python -m bench [NAME ...]`` (only modules whose name
+contains one of the NAMEs, e.g. ``python -m bench throughput``).
 
 Each module's ``run()`` returns rows ``{"name", "value", "unit", "baseline", "ratio", "target",
 "ok"}``; the baseline is measured in the same run, so ratios compare across machines. The table
@@ -20,9 +21,12 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"
 
 
-def main() -> int:
+def main(only: list[str]) -> int:
+    """Run the benchmarks (those whose module name contains one of ``only``, when given)."""
     rows: list[dict[str, Any]] = []
     for path in sorted(HERE.glob("bench_*.py")):
+        if only and not any(name in path.stem for name in only):
+            continue
         module = importlib.import_module(f"bench.{path.stem}")
         for row in module.run():
             rows.append({"module": path.stem, **row})
@@ -30,7 +34,7 @@ def main() -> int:
     for row in rows:
         print(
             f"{row['name']:<48} {row['value']:>9.2f} {row['unit']:<2} "
-            f"{row['baseline']:>9.2f} {row['unit']:<2} {row['ratio']:>8.1f} "
+            f"{row['baseline']:>9.2f} {row['unit']:<2} {row['ratio']:>8.2f} "
             f"{row['target']!s:>12}  {'yes' if row['ok'] else 'NO'}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -46,4 +50,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

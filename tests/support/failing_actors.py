@@ -60,3 +60,13 @@ class Unprintable(Exception):
 def fail_unprintably() -> None:
     """Fail with an exception whose ``str()`` raises."""
     raise Unprintable()
+
+
+#: A provider key that a failing job's error message quotes; it must never reach a log.
+LEAKED_KEY = "sk-live-firstjob0123456789abcdef"
+
+
+@dramatiq.actor(queue_name=FAILING_QUEUE)
+def fail_quoting_a_key() -> None:
+    """Fail with an unclassified error whose message quotes a provider key."""
+    raise ShardLookupError(f"provider refused key {LEAKED_KEY}")
