@@ -79,20 +79,29 @@ class LanePools:
         """Start ``queue``'s pool and wait until its processes consume; returns the seconds it
         took."""
         began = time.monotonic()
-        name = self.pools.start(queue, processes=self.processes[queue], threads=self.threads,
-                                env=self.env, modules=self.modules, wait=False)  # fmt: skip
+        name = self.pools.start(
+            queue,
+            processes=self.processes[queue],
+            threads=self.threads,
+            env=self.env,
+            modules=self.modules,
+            wait=False,
+        )
         self.names[queue] = name
         leader = self.pools.group.pids()[name]
         deadline = began + timeout
         while True:
-            registered = {w["pid"] for w in live_workers(redis.Redis.from_url(self.pools.redis_url))}
+            registered = {
+                w["pid"] for w in live_workers(redis.Redis.from_url(self.pools.redis_url))
+            }
             children = _children(leader)
             if len(children) >= self.processes[queue] and children <= registered:
                 return time.monotonic() - began
             code = self.pools.group.poll().get(name)
             if code is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pool {name} for {queue} did not start (exit {code}):\n"
-                                   f"{self.pools.log(name)}")  # fmt: skip
+                raise RuntimeError(
+                    f"pool {name} for {queue} did not start (exit {code}):\n{self.pools.log(name)}"
+                )
             time.sleep(0.05)
 
     def kill(self, queue: str) -> None:
@@ -114,8 +123,11 @@ class LanePools:
 
 def _children(pid: int) -> set[int]:
     try:
-        return {child.pid for child in psutil.Process(pid).children(recursive=True)
-                if child.status() != psutil.STATUS_ZOMBIE}  # fmt: skip
+        return {
+            child.pid
+            for child in psutil.Process(pid).children(recursive=True)
+            if child.status() != psutil.STATUS_ZOMBIE
+        }
     except psutil.NoSuchProcess:
         return set()
 
@@ -135,8 +147,9 @@ def states(client: redis.Redis, job_ids: Iterable[str]) -> dict[str, str | None]
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
         pipe.hget(keys.job_key(job_id), "state")
-    return {j: (None if s is None else keys.text(s)) for j, s in zip(ids, pipe.execute(),
-                                                                       strict=True)}  # fmt: skip
+    return {
+        j: (None if s is None else keys.text(s)) for j, s in zip(ids, pipe.execute(), strict=True)
+    }
 
 
 def wait_until_settled(
@@ -209,9 +222,7 @@ class Tally:
         )
 
 
-def tally(
-    client: redis.Redis, jobs: list[Job], *, allowed: Mapping[str, int]
-) -> Tally:
+def tally(client: redis.Redis, jobs: list[Job], *, allowed: Mapping[str, int]) -> Tally:
     """Read every job's state, result and timeline back; ``allowed`` is the attempts each queue's
     policy allows one job."""
     found = states(client, [job.id for job in jobs])
@@ -222,8 +233,9 @@ def tally(
     over: list[str] = []
     crashed = 0
     for job, document in zip(jobs, documents, strict=True):
-        attempts = [a for a in (document or {}).get("attempts", [])
-                    if a.get("outcome") != "throttled"]  # fmt: skip
+        attempts = [
+            a for a in (document or {}).get("attempts", []) if a.get("outcome") != "throttled"
+        ]
         crashed += sum(1 for a in attempts if a.get("outcome") == "crashed")
         max_seen[job.queue] = max(max_seen.get(job.queue, 0), len(attempts))
         if len(attempts) > allowed[job.queue]:
@@ -238,8 +250,11 @@ def tally(
     pipe = client.pipeline(transaction=False)
     for pair in sorted(succeeded_pairs):
         pipe.exists(f"{RESULT_KEY_PREFIX}{pair[0]}:{pair[1]}")
-    missing = [f"{e}/{t}" for (e, t), ok in zip(sorted(succeeded_pairs), pipe.execute(),
-                                                strict=True) if not ok]  # fmt: skip
+    missing = [
+        f"{e}/{t}"
+        for (e, t), ok in zip(sorted(succeeded_pairs), pipe.execute(), strict=True)
+        if not ok
+    ]
     return Tally(
         submitted=len(jobs),
         by_state=Counter(str(s) for s in found.values()),
@@ -259,5 +274,4 @@ def seconds(values: list[float]) -> str:
     """``median m s, max x s over n`` of a list of durations."""
     if not values:
         return "none measured"
-    return (f"median {statistics.median(values):.1f} s, max {max(values):.1f} s "
-            f"over {len(values)}")  # fmt: skip
+    return f"median {statistics.median(values):.1f} s, max {max(values):.1f} s over {len(values)}"

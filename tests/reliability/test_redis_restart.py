@@ -9,7 +9,6 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
@@ -83,10 +82,13 @@ def run(_redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             live = client.submit_many(requests[: JOBS // 3], lane="live")
             batch = client.submit_many(requests[JOBS // 3 :], lane="batch")
             jobs = [
-                Job(h.id, LIVE if i < len(live) else BATCH,
-                    (r["evaluation"]["uuid"], r["target"]["uuid"]))
+                Job(
+                    h.id,
+                    LIVE if i < len(live) else BATCH,
+                    (r["evaluation"]["uuid"], r["target"]["uuid"]),
+                )
                 for i, (h, r) in enumerate(zip([*live, *batch], requests, strict=True))
-            ]  # fmt: skip
+            ]
             for n in range(1, RESTARTS + 1):
                 wait_for_progress(redis_client, jobs, n / (RESTARTS + 1))
                 server.stop()
@@ -95,13 +97,16 @@ def run(_redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 assert server.url == url
             wait_until_settled(redis_client, jobs, timeout=120)
             result = tally(redis_client, jobs, allowed=ALLOWED)
-            llm = [j for j, r in zip(jobs, requests, strict=True)
-                   if r["evaluation"]["type"] == "llm"]  # fmt: skip
+            llm = [
+                j for j, r in zip(jobs, requests, strict=True) if r["evaluation"]["type"] == "llm"
+            ]
             extra = sum(max(provider.count(f"{j.pair[0]}/{j.pair[1]}") - 1, 0) for j in llm)
             retried = count_retries(redis_client, jobs, "provider_unavailable")
-            print(f"\nRedis restart x{RESTARTS} ({DOWN_S} s down each): {result.summary()}; "
-                  f"provider requests {provider.count()} for {len(llm)} LLM jobs "
-                  f"({extra} repeated), {retried} retries charged to provider_unavailable")
+            print(
+                f"\nRedis restart x{RESTARTS} ({DOWN_S} s down each): {result.summary()}; "
+                f"provider requests {provider.count()} for {len(llm)} LLM jobs "
+                f"({extra} repeated), {retried} retries charged to provider_unavailable"
+            )
             yield Run(result, provider.count(), len(llm), extra, retried)
         finally:
             pools.stop()

@@ -28,7 +28,7 @@ from tests.reliability.chaos import (
     wait_until_settled,
 )
 from tests.support.pools import WorkerPools
-from tests.support.requests import llm_request, rule_request, target_of
+from tests.support.requests import llm_request, rule_request
 from workers import client
 from workers.demo.provider import ChatRequest, Reply, SimulatedProvider
 
@@ -125,13 +125,19 @@ def test_killing_whole_worker_groups_loses_no_job_and_leaves_none_running(
     found = wait_until_settled(redis_client, jobs, timeout=120)
     ran_for = time.monotonic() - started
     result = tally(redis_client, jobs, allowed=ALLOWED)
-    over_asked = [job.id for job in jobs if provider.count(f"{job.pair[0]}/{job.pair[1]}")
-                  > max(len_attempts(redis_client, job.id), 1)]  # fmt: skip
-    print(f"\nSIGKILL loop run {run}: {result.summary()}; {len(kills)} kills "
-          f"({sum(len(v) for _, _, v in kills)} jobs in flight), pool restart "
-          f"{seconds(restarts)}, first killed job started again {seconds(first)}, all "
-          f"{seconds(redelivered)}, all finished "
-          f"{seconds(finished)}; provider requests {provider.count()}; {ran_for:.1f} s")  # fmt: skip
+    over_asked = [
+        job.id
+        for job in jobs
+        if provider.count(f"{job.pair[0]}/{job.pair[1]}")
+        > max(len_attempts(redis_client, job.id), 1)
+    ]
+    print(
+        f"\nSIGKILL loop run {run}: {result.summary()}; {len(kills)} kills "
+        f"({sum(len(v) for _, _, v in kills)} jobs in flight), pool restart "
+        f"{seconds(restarts)}, first killed job started again {seconds(first)}, all "
+        f"{seconds(redelivered)}, all finished "
+        f"{seconds(finished)}; provider requests {provider.count()}; {ran_for:.1f} s"
+    )
 
     assert len(kills) == KILLS
     assert result.lost == [], f"lost: {result.lost}"
@@ -184,8 +190,11 @@ class RecoveryWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                open_kills = [(i, at, victims) for i, (at, victims) in enumerate(self.kills)
-                              if i not in self.finished]  # fmt: skip
+                open_kills = [
+                    (i, at, victims)
+                    for i, (at, victims) in enumerate(self.kills)
+                    if i not in self.finished
+                ]
             for i, at, victims in open_kills:
                 self._look(i, at, victims)
             time.sleep(0.05)
@@ -196,8 +205,9 @@ class RecoveryWatch:
         counters = self.client.mget([keys.attempt_counter_key(j) for j in jobs])
         now = time.monotonic()
         done = [found[j] in ("succeeded", "dead_lettered") for j in jobs]
-        again = [d or int(c or 0) > victims[j] for j, d, c in zip(jobs, done, counters,
-                                                                   strict=True)]  # fmt: skip
+        again = [
+            d or int(c or 0) > victims[j] for j, d, c in zip(jobs, done, counters, strict=True)
+        ]
         with self._lock:
             if any(again) and i not in self.first_again:
                 self.first_again[i] = now - at
