@@ -27,10 +27,17 @@ def describe_validation_error(error: ValidationError) -> str:
     """One readable sentence per problem, each naming the field by its dotted path."""
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
+        where = ".".join(_field_name(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
+
+
+def _field_name(part: str | int) -> str:
+    """A field path step as written; a key that is empty, padded with spaces or holds control
+    characters is quoted as JSON, so that every problem names its field, on one line."""
+    text = str(part)
+    return text if text and text == text.strip() and text.isprintable() else json.dumps(text)
 
 
 def read_requests(path: Path) -> tuple[list[tuple[int, EvaluationRequest]], list[LineError]]:
@@ -44,7 +51,10 @@ def read_requests(path: Path) -> tuple[list[tuple[int, EvaluationRequest]], list
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         return [], [LineError(path, 0, f"cannot read the file: {error}")]
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only (JSONL): str.splitlines would also split at U+2028, U+0085 and other
+    # separators that JSON allows raw inside a string, breaking a valid request in two.
+    for number, line in enumerate(text.removesuffix("\n").split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
