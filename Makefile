@@ -43,7 +43,7 @@ test: sync
 # The scenarios of tests/reliability at their long scale: 3 SIGKILL-loop runs of 320 jobs with
 # 8 kills each, 3 Redis restarts, longer outages, 1,500 fuzz examples per input (~10 min).
 chaos: sync
-	EVALQ_CHAOS=long $(VENV)/bin/python -m pytest -m reliability -p no:randomly -rA -s --timeout 1200 tests/reliability
+	EVALQ_CHAOS=long $(VENV)/bin/python -m pytest -m reliability -rA -s --timeout 1200 tests/reliability
 
 bench: sync
 	$(VENV)/bin/python -m bench

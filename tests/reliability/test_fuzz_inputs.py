@@ -14,7 +14,7 @@ from unittest import mock
 
 import pytest
 from dramatiq import Message
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -120,6 +120,10 @@ def test_request_files_are_accepted_or_refused_line_by_line_naming_the_field(
         path = Path(tmp) / "requests.jsonl"
         path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
         requests, errors = read_requests(path)
+    for _ in requests:
+        event("request line: accepted")
+    for error in errors:
+        event(f"request line: refused ({error.message.split(':')[0][:24]})")
     texts = path.name
     numbered = {n for n, line in enumerate(lines, start=1) if line.strip()}
     assert {n for n, _ in requests} | {e.line for e in errors} <= numbered | {0}
@@ -184,6 +188,11 @@ def test_every_raw_broker_message_is_screened_with_a_sentence_and_never_raises(
     data: bytes,
 ) -> None:
     problem, fields = consumer()._screen(data)
+    event(
+        "broker message: runs"
+        if problem is None
+        else f"broker message: dead-lettered ({' '.join(problem.split()[:3])})"
+    )
     if problem is None:
         # What the screen lets through, Dramatiq decodes and the actor's arguments fit.
         message = Message.decode(data)
@@ -281,12 +290,14 @@ def test_policy_files_parse_to_a_policy_or_a_policy_error_naming_file_and_key(te
     try:
         policy = parse_policy(text, source="fuzz.toml")
     except PolicyError as error:
+        event("policy file: PolicyError")
         assert error.problems
         for problem in error.problems:
             assert problem.startswith("fuzz.toml: "), problem
             assert len(problem) > len("fuzz.toml: ")
         return
     assert isinstance(policy, Policy)
+    event("policy file: accepted")
     resolved = policy.resolve("unknown", actor="run_x", queue="evaluations.live", env="test")
     assert resolved.max_attempts >= 1
 
@@ -369,6 +380,7 @@ def test_settings_load_or_fail_with_one_line_naming_the_variable(
             loaded = Settings()
         except ValidationError as error:
             described = describe_error(error)
+            event("settings: refused, one line")
             assert "\n" not in described
             for part in described.split("; "):
                 variable = part.split(":", 1)[0]
@@ -378,6 +390,7 @@ def test_settings_load_or_fail_with_one_line_naming_the_variable(
                     assert env[name] not in described, "a secret was echoed in the error"
             return
     assert isinstance(loaded, Settings)
+    event("settings: accepted")
     for name in SECRET_VARIABLES & set(env):
         if len(env[name]) >= 6:
             assert env[name] not in repr(loaded)
