@@ -40,6 +40,24 @@ def provider() -> Iterator[SimulatedProvider]:
         yield server
 
 
+def requests_in_flight(
+    provider: SimulatedProvider, jobs: list[Job], queue: str, *, timeout: float
+) -> list[Job]:
+    """Wait until the pool of ``queue`` has at least two requests at the provider, unanswered;
+    the jobs they belong to. (A job merely recorded as running may still be starting up.)"""
+    targets = {f"{j.pair[0]}/{j.pair[1]}": j for j in jobs if j.queue == queue}
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = [
+            targets[r.target]
+            for r in provider.requests_for()
+            if r.status is None and r.target in targets
+        ]
+        if len(waiting) >= 2 or time.monotonic() > deadline:
+            return waiting
+        time.sleep(0.02)
+
+
 def test_sigterm_lets_jobs_in_flight_finish_and_asks_the_provider_once_per_job(
     worker_pools: WorkerPools,
     redis_client: redis.Redis,
@@ -72,16 +90,7 @@ def test_sigterm_lets_jobs_in_flight_finish_and_asks_the_provider_once_per_job(
     in_flight_at_term: list[int] = []
     for n in range(SIGTERMS):
         queue = (LIVE, BATCH)[n % 2]
-        deadline = time.monotonic() + 20
-        while True:  # wait until the pool is busy with requests the provider has not answered
-            running = [
-                j
-                for j in jobs
-                if j.queue == queue and states(redis_client, [j.id])[j.id] == "running"
-            ]
-            if len(running) >= 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        running = requests_in_flight(provider, jobs, queue, timeout=20)
         in_flight_at_term.append(len(running))
         name = lanes.names[queue]
         proc_pid = worker_pools.group.pids()[name]
