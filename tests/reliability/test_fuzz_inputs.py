@@ -105,6 +105,7 @@ def good_requests() -> st.SearchStrategy[dict[str, Any]]:
 
 
 request_lines = st.one_of(
+    good_requests().map(json.dumps),
     good_requests().flatmap(mutated).map(json.dumps),
     json_values.map(json.dumps),
     st.text(max_size=60).filter(lambda line: "\n" not in line and "\r" not in line),
