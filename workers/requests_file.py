@@ -34,10 +34,17 @@ def describe_validation_error(error: ValidationError) -> str:
     """One readable sentence per problem, each naming the field by its dotted path."""
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
+        where = ".".join(_field_name(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
+
+
+def _field_name(part: str | int) -> str:
+    """A field path step as written; a key that is empty, padded with spaces or holds control
+    characters is quoted as JSON, so that every problem names its field, on one line."""
+    text = str(part)
+    return text if text and text == text.strip() and text.isprintable() else json.dumps(text)
 
 
 def read_requests(

@@ -26,6 +26,9 @@ _FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
     "message_timestamp": int,
 }
 
+#: Fields Dramatiq's ``Message.decode`` needs (``message_id`` is evalq's job id).
+_REQUIRED: Final = ("queue_name", "actor_name", "args", "kwargs", "options", "message_id")
+
 
 def decode_problem(error: BaseException) -> str:
     """Why raw message bytes could not be decoded into a Dramatiq message."""
@@ -44,9 +47,15 @@ def fields_problem(fields: Any) -> str | None:
     """Why decoded JSON is not a Dramatiq message, or None."""
     if not isinstance(fields, dict):
         return f"not a Dramatiq message (a JSON {type(fields).__name__}, not an object)"
-    missing = [name for name in ("queue_name", "actor_name", "message_id") if name not in fields]
+    missing = [name for name in _REQUIRED if name not in fields]
     if missing:
         return f"not a Dramatiq message (no {', '.join(missing)})"
+    unknown = sorted(str(name) for name in fields if name not in _FIELDS)
+    if unknown:
+        # Dramatiq's Message takes exactly its own fields: any other makes its decode fail.
+        shown = ", ".join(repr(name[:40]) for name in unknown[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        return f"not a Dramatiq message (unknown field {shown}{more})"
     for name, kind in _FIELDS.items():
         if name not in fields:
             continue

@@ -20,7 +20,7 @@ import redis
 from dramatiq.broker import MessageProxy
 
 from middleware.state import keys
-from middleware.state.jobs import RETRYING
+from middleware.state.jobs import RETRYING, RUNNING
 
 # Settling is the error policy's work, logged where operators read the error policy's decisions.
 logger = logging.getLogger("evalq.error_policy")
@@ -109,6 +109,7 @@ def finish_call(
         message.message_id,
         message.message_timestamp,
         keys.JOB_INDEX_PREFIX,
+        RUNNING,
         *pairs,
     ]
     return script_keys, args

@@ -129,3 +129,24 @@ def test_a_request_over_the_size_limit_is_a_bad_line_naming_its_size_and_the_lim
         f"{path}:2: the request is {size:,} bytes, over the limit of 4,096 bytes "
         "(EVALQ_MAX_REQUEST_BYTES)"
     ]
+
+
+def test_a_line_separator_inside_a_json_string_does_not_split_the_line(tmp_path: Path) -> None:
+    # JSON allows U+2028, U+0085 and the ASCII record separators raw inside a string; only "\n"
+    # ends a JSONL line (found by the fuzz in tests/reliability).
+    path = tmp_path / "in.jsonl"
+    raw = json.loads(line(actual_output="one\u2028two\x1ethree\x85four"))
+    path.write_text(json.dumps(raw, ensure_ascii=False) + "\r\n" + line() + "\n", "utf-8")
+    requests, errors = read_requests(path)
+    assert errors == []
+    assert [number for number, _ in requests] == [1, 2]
+    assert requests[0][1].target.actual_output == "one\u2028two\x1ethree\x85four"
+
+
+def test_a_key_that_prints_as_nothing_is_still_named(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({**json.loads(line()), "": 1, "\r": 2}) + "\n")
+    _, [error] = read_requests(path)
+    assert (
+        error.message == '"": Extra inputs are not permitted; "\\r": Extra inputs are not permitted'
+    )

@@ -58,18 +58,30 @@ def test_an_actor_whose_signature_is_unknown_is_not_checked_for_arguments() -> N
     assert check(args=[], signature_of=lambda name: None) is None
 
 
+FIELDS = {"queue_name": "q", "actor_name": "a", "args": [], "kwargs": {}, "options": {},
+          "message_id": "m"}  # fmt: skip
+
+
+def test_a_message_with_exactly_dramatiqs_fields_has_no_problem() -> None:
+    assert fields_problem(FIELDS) is None
+    assert fields_problem({**FIELDS, "message_timestamp": 1}) is None
+
+
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [
         ([1], "not a Dramatiq message (a JSON list, not an object)"),
-        ({"queue_name": "q"}, "not a Dramatiq message (no actor_name, message_id)"),
         (
-            {"queue_name": 1, "actor_name": "a", "message_id": "m"},
-            "queue_name is a int, not a string",
+            {"queue_name": "q"},
+            "not a Dramatiq message (no actor_name, args, kwargs, options, message_id)",
         ),
+        ({**FIELDS, "queue_name": 1}, "queue_name is a int, not a string"),
+        ({**FIELDS, "message_timestamp": True}, "message_timestamp is a bool, not an integer"),
+        # Dramatiq's Message.decode fails on these; found by tests/reliability's fuzz.
+        ({**FIELDS, "extra": None}, "not a Dramatiq message (unknown field 'extra')"),
         (
-            {"queue_name": "q", "actor_name": "a", "message_id": "m", "message_timestamp": True},
-            "message_timestamp is a bool, not an integer",
+            {key: value for key, value in FIELDS.items() if key != "args"},
+            "not a Dramatiq message (no args)",
         ),
     ],
 )
