@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from middleware.state.dead_letter_record import DeadLetterRecord
+from workers.instants import instant_ms
 
 MAX_LIMIT = 200
 
@@ -18,20 +18,10 @@ class BadFilter(ValueError):
 
 def instant(value: str | None, field: str) -> int | None:
     """Milliseconds since the epoch from epoch ms or an ISO time (UTC without an offset)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return int(value)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadFilter(
-            f"{field}: {value!r} is neither an ISO time nor epoch milliseconds"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        return instant_ms(value, field)
+    except ValueError as error:
+        raise BadFilter(str(error)) from None
 
 
 def limit_of(params: Mapping[str, str], default: int = 50) -> int:

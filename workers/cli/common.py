@@ -15,6 +15,7 @@ import workers
 from config.errors import EXIT_CODE, ConfigurationError
 from workers.bootstrap import repoint
 from workers.cli.text import literal
+from workers.instants import instant_ms as instant  # noqa: F401  (re-exported for commands)
 from workers.local_redis import find_redis_url
 
 out = Console()
@@ -53,28 +54,6 @@ def print_json(document: Any) -> None:
     """Write one JSON document on stdout."""
     sys.stdout.write(json.dumps(document) + "\n")
     sys.stdout.flush()
-
-
-def instant(value: str | None, option: str) -> int | None:
-    """Milliseconds since the epoch from ``1764160000000`` or ``2026-11-26T12:00`` (UTC if no
-    offset is given); None for None.
-
-    Raises:
-      ValueError: naming ``option``, when ``value`` is neither.
-    """
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{option}: {value!r} is neither an ISO time nor epoch milliseconds"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def clock_time(ms: int | None) -> str:

@@ -17,6 +17,7 @@ from middleware.state.jobs import History
 from workers.cli import exit_codes
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json
 from workers.cli.text import aligned, field, literal
+from workers.instants import instant_ms
 
 jobs_app = typer.Typer(help="Follow jobs.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect, redrive and purge dead letters.", no_args_is_help=True)
@@ -48,24 +49,6 @@ def dead_letter_store() -> DeadLetters:
         max_records=settings.dlq_max_records,
         max_age_s=settings.dlq_max_age_s,
     )
-
-
-def _instant(value: str | None, option: str) -> int | None:
-    """Milliseconds since the epoch from ``1764160000000`` or ``2026-11-26T12:00`` (UTC if no
-    offset is given)."""
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{option}: {value!r} is neither an ISO time nor epoch milliseconds"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def _store() -> DeadLetters:
@@ -171,7 +154,7 @@ def dlq_list(
     try:
         page = store.list(
             queue=queue, category=category, limit=limit, cursor=cursor,
-            since_ms=_instant(since, "--since"), until_ms=_instant(until, "--until"),
+            since_ms=instant_ms(since, "--since"), until_ms=instant_ms(until, "--until"),
         )  # fmt: skip
     except ValueError as error:
         fail(str(error))
