@@ -47,19 +47,7 @@ elseif redis.call('HGET', job_key, 'state') == running then
 else
   return 0
 end
-local before = indexed_fields(job_key)
-local after = {queue = before.queue, actor = before.actor, state = before.state,
-               category = before.category}
-local changes = {}
-for i = FIRST_FIELD, #ARGV, 2 do
-  local field, value = ARGV[i], ARGV[i + 1]
-  if IS_INDEXED_FIELD[field] then after[field] = value end
-  changes[#changes + 1] = field
-  changes[#changes + 1] = value
-end
-index_job(job_id, enqueued_at, before, after, false)
-redis.call('HSET', job_key, unpack(changes))
-redis.call('EXPIRE', job_key, ttl_s)
+write_job(job_key, job_id, enqueued_at, ttl_s, FIRST_FIELD)
 redis.call('HSET', attempts_key, attempt_n, attempt_json)
 redis.call('EXPIRE', attempts_key, ttl_s)
 return outcome

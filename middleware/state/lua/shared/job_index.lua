@@ -11,6 +11,9 @@
 --   indexed with already; `score` (ms) is used for a job not indexed yet (a job without a
 --   record is taken to be new), or for every entry with `rescore` (a redrive enqueues the job
 --   anew). Without a score nothing is indexed.
+-- write_job(job_key, id, score, ttl_s, first)
+--   Write the field, value pairs ARGV[first], ARGV[first + 1], ... to the job's state hash (kept
+--   ttl_s seconds) and move its index entries to match, as index_job does with `score`.
 
 local INDEXED_FIELDS = {'queue', 'actor', 'state', 'category'}
 -- Fields whose values are recorded in <JOB_INDEX>names:<field> for the trim to find their indexes
@@ -49,4 +52,20 @@ local function index_job(id, score, before, after, rescore)
   end
   move_entry('queue-state', pair(before.queue, before.state), pair(after.queue, after.state),
              id, score, fresh)
+end
+
+local function write_job(job_key, id, score, ttl_s, first)
+  local before = indexed_fields(job_key)
+  local after = {queue = before.queue, actor = before.actor, state = before.state,
+                 category = before.category}
+  local changes = {}
+  for i = first, #ARGV, 2 do
+    local field, value = ARGV[i], ARGV[i + 1]
+    if IS_INDEXED_FIELD[field] then after[field] = value end
+    changes[#changes + 1] = field
+    changes[#changes + 1] = value
+  end
+  redis.call('HSET', job_key, unpack(changes))
+  redis.call('EXPIRE', job_key, ttl_s)
+  index_job(id, score, before, after, false)
 end
