@@ -46,7 +46,7 @@ if STACK == "bare":
     _retry_once: dict[str, Any] = {"max_retries": 1, "min_backoff": 1, "max_backoff": 10}
     _no_retry: dict[str, Any] = {"max_retries": 0}
 else:
-    import workers  # noqa: F401  (evalq's broker must be set before the actors are declared)
+    from workers import broker  # noqa: F401  (builds evalq's broker and sets it as Dramatiq's)
 
     _retry_once, _no_retry = {}, {}
 

@@ -8,15 +8,15 @@ import time
 
 import dramatiq
 
-import workers  # (the broker must be set before these actors are declared)
 from middleware.errors import NonRetryable
+from workers import broker  # evalq's broker: these actors are declared on it
 
 QUEUE = "default"
 #: Set of tags whose jobs succeed from now on.
 FIXED_KEY = "evalq-test:fixed"
 
 
-@dramatiq.actor(queue_name=QUEUE, time_limit=600_000)
+@dramatiq.actor(broker=broker, queue_name=QUEUE, time_limit=600_000)
 def linger(seconds: float) -> None:
     """Work in pure Python (short sleeps) for ``seconds``, so an abort can interrupt it."""
     deadline = time.monotonic() + seconds
@@ -24,11 +24,11 @@ def linger(seconds: float) -> None:
         time.sleep(0.02)
 
 
-@dramatiq.actor(queue_name=QUEUE)
+@dramatiq.actor(broker=broker, queue_name=QUEUE)
 def fail_until_fixed(tag: str, category: str) -> None:
     """Fail with ``category`` (dead-lettered at once) until ``tag`` is in ``FIXED_KEY``; the
     message carries markup, as a provider's error can."""
-    if not workers.broker.client.sismember(FIXED_KEY, tag):
+    if not broker.client.sismember(FIXED_KEY, tag):
         raise NonRetryable(
             f"provider refused <b>{tag}</b><script>alert(1)</script>", category=category
         )

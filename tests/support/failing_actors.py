@@ -66,7 +66,7 @@ def fail_unprintably() -> None:
 LEAKED_KEY = "sk-live-firstjob0123456789abcdef"
 
 
-@dramatiq.actor(queue_name=FAILING_QUEUE)
+@dramatiq.actor(broker=broker, queue_name=FAILING_QUEUE)
 def fail_quoting_a_key() -> None:
     """Fail with an unclassified error whose message quotes a provider key."""
     raise ShardLookupError(f"provider refused key {LEAKED_KEY}")
