@@ -129,6 +129,11 @@ def timeout_problems(settings: Settings, broker: dramatiq.Broker) -> list[str]:
     return problems
 
 
+#: What a message may hold beside its request (ids, actor and queue names, evalq's options), in
+#: bytes: a worker refuses a message over ``EVALQ_MAX_REQUEST_BYTES`` plus this.
+MESSAGE_ENVELOPE_BYTES = 64 * 1024
+
+
 def build_dead_letters(settings: Settings, client: redis.Redis) -> DeadLetters:
     """The dead-letter store, with the retention the settings ask for."""
     return DeadLetters(
@@ -206,6 +211,7 @@ def build_broker(
     )
     broker = EvalqRedisBroker(
         dead_letters=dead_letters,
+        max_message_bytes=settings.max_request_bytes + MESSAGE_ENVELOPE_BYTES,
         client=client,
         middleware=middleware,
         namespace=DRAMATIQ_NAMESPACE,

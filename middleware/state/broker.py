@@ -57,12 +57,21 @@ class EvalqRedisBroker(RedisBroker):
     Parameters:
       dead_letters(DeadLetters | None): Where malformed messages go; None keeps Dramatiq's
         behaviour (for brokers that only enqueue).
+      max_message_bytes(int | None): A message larger than this, in bytes, is dead-lettered
+        without running (None: no limit).
       **kwargs: As for ``RedisBroker``.
     """
 
-    def __init__(self, *, dead_letters: DeadLetters | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        dead_letters: DeadLetters | None = None,
+        max_message_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.dead_letters = dead_letters
+        self.max_message_bytes = max_message_bytes
         self._signatures: dict[str, inspect.Signature | None] = {}
 
     @property
@@ -86,6 +95,21 @@ class EvalqRedisBroker(RedisBroker):
 
 class _GuardedConsumer(_RedisConsumer):
     broker: EvalqRedisBroker
+    _oversized = False
+
+    @property
+    def message_cache(self) -> list[bytes | None]:
+        return self._cache
+
+    @message_cache.setter
+    def message_cache(self, fetched: list[bytes | None]) -> None:
+        # Dramatiq assigns each fetched batch here: an oversized message never reaches decode
+        # (one len() per message); the next pass dead-letters it.
+        limit = self.broker.max_message_bytes
+        if limit is not None and any(d is not None and len(d) > limit for d in fetched):
+            fetched = [d for d in fetched if d is None or len(d) <= limit]
+            self._oversized = True
+        self._cache = fetched
 
     def ack(self, message: MessageProxy) -> None:
         if is_settled(message):
@@ -104,6 +128,9 @@ class _GuardedConsumer(_RedisConsumer):
                 # have dead-lettered it already; either way, go on with the batch.
                 self._quarantine()
                 continue
+            if self._oversized:
+                self._oversized = False
+                self._quarantine()
             if proxy is None or self._problem(proxy) is None:
                 return proxy
             self.queued_message_ids.discard(proxy.message_id)
@@ -161,6 +188,12 @@ class _GuardedConsumer(_RedisConsumer):
     def _screen(self, data: bytes) -> tuple[str | None, dict[str, Any] | None]:
         """What is wrong with raw ``data`` (None: nothing), and its fields when it is a JSON
         object. Read from the raw JSON: decoding a ``Message`` converts some wrong shapes."""
+        limit = self.broker.max_message_bytes
+        if limit is not None and len(data) > limit:
+            return (
+                f"is {len(data)} bytes, over the limit of {limit} bytes "
+                "(EVALQ_MAX_REQUEST_BYTES and the message's envelope)"
+            ), None
         try:
             fields = json.loads(data.decode("utf-8"))
         except Exception as error:

@@ -162,3 +162,27 @@ def test_a_worker_without_the_guard_is_still_a_dramatiq_broker() -> None:
     import workers
 
     assert isinstance(workers.broker, dramatiq.brokers.redis.RedisBroker)
+
+
+def test_a_message_over_the_size_limit_is_dead_lettered_without_running(
+    worker_pools: WorkerPools, redis_client: redis.Redis
+) -> None:
+    tag = uuid.uuid4().hex
+    big = message(args=["x" * 300_000], options={"redis_message_id": "r"})
+    push(redis_client, encoded(big))
+    good = plain_actors.count_run.send(tag).message_id
+    worker_pools.start(
+        QUEUE,
+        env={"EVALQ_MAX_REQUEST_BYTES": "100000"},
+        modules=("workers", "tests.support.plain_actors"),
+    )
+    assert client.wait_all([good], timeout=30)[good] == "succeeded"
+    store = DeadLetters(redis_client)
+    deadline = time.monotonic() + 15
+    while not store.list().records and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [record] = store.list().records
+    assert record.category == "invalid_payload"
+    assert "over the limit of 165536 bytes" in record.error_message
+    assert redis_client.hlen(f"dramatiq:{QUEUE}.msgs") == 0
+    assert not redis_client.exists("test:runs:" + "x" * 300_000)  # never ran
