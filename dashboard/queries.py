@@ -134,22 +134,6 @@ def with_waits(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return timed
 
 
-def dead_letter_summary(record: Any) -> dict[str, Any]:
-    """One row of the dead-letter list (the ``evalq dlq list --json`` shape)."""
-    return {
-        "id": record.id,
-        "job_id": record.job_id,
-        "queue": record.queue,
-        "actor": record.actor,
-        "category": record.category,
-        "rule": record.rule,
-        "error_type": record.error_type,
-        "error_message": record.error_message,
-        "attempts": len(record.attempts),
-        "dead_at": record.dead_at,
-    }
-
-
 def dead_letter_page(
     store: DeadLetters, selection: DeadLetterFilter, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
@@ -167,7 +151,7 @@ def dead_letter_page(
         until_ms=selection.until_ms,
     )  # fmt: skip
     return {
-        "records": [dead_letter_summary(r) for r in page.records if selection.matches(r)],
+        "records": [r.summary() for r in page.records if selection.matches(r)],
         "next_cursor": page.next_cursor,
         "matching": total if selection.rule is None else None,
         "filter": selection.as_dict(),

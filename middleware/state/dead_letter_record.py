@@ -86,6 +86,21 @@ class DeadLetterRecord(BaseModel):
         """A new record with a fresh id for ``dead_at``; the other fields as keywords."""
         return cls(id=new_record_id(dead_at), dead_at=dead_at, **fields)
 
+    def summary(self) -> dict[str, Any]:
+        """The record as one row of a listing: the ``evalq dlq list --json`` shape."""
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "queue": self.queue,
+            "actor": self.actor,
+            "category": self.category,
+            "rule": self.rule,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "attempts": len(self.attempts),
+            "dead_at": self.dead_at,
+        }
+
     def redacted(self) -> DeadLetterRecord:
         """This record as it is stored: secrets redacted, message and traceback capped.
 

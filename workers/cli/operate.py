@@ -120,21 +120,6 @@ def _error_text(error_type: str | None, message: str | None) -> str:
 # --- dlq -------------------------------------------------------------------------------------
 
 
-def _summary(record: Any) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "job_id": record.job_id,
-        "queue": record.queue,
-        "actor": record.actor,
-        "category": record.category,
-        "rule": record.rule,
-        "error_type": record.error_type,
-        "error_message": record.error_message,
-        "attempts": len(record.attempts),
-        "dead_at": record.dead_at,
-    }
-
-
 @dlq_app.command("list")
 def dlq_list(
     queue: QueueOption = None,
@@ -158,7 +143,7 @@ def dlq_list(
         )  # fmt: skip
     except ValueError as error:
         fail(str(error))
-    rows = [_summary(r) for r in page.records]
+    rows = [r.summary() for r in page.records]
     if as_json:
         print_json({"records": rows, "next_cursor": page.next_cursor})
         return
