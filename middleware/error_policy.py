@@ -32,6 +32,7 @@ from middleware.core.decisions import Decision, decide
 from middleware.core.errors import Throttled
 from middleware.core.failure_text import error_message, type_name
 from middleware.core.retry_options import (
+    MESSAGE_RETRY_OPTIONS,
     RETRY_OPTIONS,
     InvalidRetryOption,
     RetryOptions,
@@ -116,6 +117,7 @@ class ErrorPolicy(dramatiq.Middleware):
         self.sentry = sentry
         self.rand = rand
         self.isolation = RunAlone() if isolate_crashed else None
+        self._actor_retry_options: dict[str, RetryOptions] = {}
 
     @property
     def actor_options(self) -> set[str]:
@@ -177,7 +179,7 @@ class ErrorPolicy(dramatiq.Middleware):
                 job_id, len(attempt.lost), n,
             )  # fmt: skip
         try:
-            options = _retry_options(broker, message)
+            options = self._retry_options(broker, message)
         except InvalidRetryOption as error:
             self._refuse(broker, message, "invalid_payload", str(error))
         message._evalq_retry_options = options  # type: ignore[attr-defined]
@@ -212,6 +214,22 @@ class ErrorPolicy(dramatiq.Middleware):
                 middleware.before_process_message(broker, message)  # type: ignore[no-untyped-call]
         started: tuple[int, bool] = settle(message, start)
         return started
+
+    def _retry_options(self, broker: Broker, message: MessageProxy) -> RetryOptions:
+        """The retry options in force for ``message``: its own, else its actor's. An actor's
+        are read once (they were checked when it was declared); a message's only when it
+        carries any."""
+        actor = broker.actors.get(message.actor_name)
+        actor_options = actor.options if actor is not None else {}
+        if MESSAGE_RETRY_OPTIONS.isdisjoint(message.options):
+            known = self._actor_retry_options.get(message.actor_name)
+            if known is None:
+                where = f"actor {message.actor_name}"
+                known = RetryOptions.read({}, actor_options, where=where)
+                self._actor_retry_options[message.actor_name] = known
+            return known
+        where = f"job {message.message_id} ({message.actor_name})"
+        return RetryOptions.read(message.options, actor_options, where=where)
 
     def _enter(self, message: MessageProxy, *, alone: bool) -> None:
         if self.isolation is None:
@@ -559,16 +577,6 @@ class ErrorPolicy(dramatiq.Middleware):
 
 class InvalidActorOptions(MiddlewareError):
     """An actor declares a retry option evalq cannot use; raised by its decorator."""
-
-
-def _retry_options(broker: Broker, message: MessageProxy) -> RetryOptions:
-    """The retry options in force for ``message``: its own, else its actor's."""
-    actor = broker.actors.get(message.actor_name)
-    return RetryOptions.read(
-        message.options,
-        actor.options if actor is not None else {},
-        where=f"job {message.message_id} ({message.actor_name})",
-    )
 
 
 def _option(broker: Broker, message: MessageProxy, name: str) -> Any:
