@@ -59,6 +59,7 @@ from middleware.state.scripts import scripts_for
 from middleware.state.settlement import (
     delayed_retry,
     finish_call,
+    is_settled,
     mark_settled,
     retry_call,
     settle,
@@ -252,6 +253,32 @@ class ErrorPolicy(dramatiq.Middleware):
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         self._leave(message)
+        attempt: Attempt | None = getattr(message, "_evalq_attempt", None)
+        if attempt is not None and not is_settled(message):
+            # Another middleware skipped a job whose attempt had started: Dramatiq acks it
+            # without an outcome. End it visibly, with the ack, as dropped.
+            self._skipped(broker, message, attempt)
+
+    def after_ack(self, broker: Broker, message: MessageProxy) -> None:
+        # A hook that raised past this middleware's after hook would keep the isolation gate.
+        self._leave(message)
+
+    def after_nack(self, broker: Broker, message: MessageProxy) -> None:
+        self._leave(message)
+
+    def release(self, message: MessageProxy) -> None:
+        """Let go of what ``message``'s attempt holds in this process (its place at the
+        isolation gate) when its worker thread died before the attempt ended."""
+        self._leave(message)
+
+    def _skipped(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
+        finished = now_ms()
+        reason = "skipped by a middleware before it ran"
+        logger.warning("job %s: %s; it ends dropped", message.message_id, reason)
+        entry = attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
+                               outcome="dropped", error_type=type_name(SkipMessage()),
+                               error_message=reason)  # fmt: skip
+        self._finish(broker, message, entry, {"state": DROPPED, "finished_at": finished})
 
     def _refuse(
         self, broker: Broker, message: MessageProxy, category: str, reason: str

@@ -47,6 +47,7 @@ from middleware.state.broker import EvalqRedisBroker
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import History
 from middleware.state.keys import DRAMATIQ_NAMESPACE
+from middleware.supervision import ThreadSupervisor
 from middleware.worker_registry import WorkerRegistry
 from workers.lanes import max_ages_ms
 from workers.local_redis import NoRedisError, find_redis_url, missing_redis, unresolved_pool
@@ -151,7 +152,8 @@ def build_middleware(
     ``AgeLimit`` (the error policy expires old jobs into the DLQ). ``ErrorPolicy`` comes after
     everything that may refuse a job, so that it counts an attempt only once everything else let
     it start; ``AbortWatcher`` comes after it, so that it interrupts a thread only while the actor
-    runs (its before hook runs last, its after hook first)."""
+    runs (its before hook runs last, its after hook first). ``ThreadSupervisor`` comes first:
+    it notes a thread's message before any other hook runs, and its ack hooks run last."""
     history = History(client, ttl_s=settings.job_ttl_s)
     dead_letters = dead_letters or build_dead_letters(settings, client)
     error_policy = ErrorPolicy(
@@ -162,6 +164,7 @@ def build_middleware(
         max_age_ms=max_ages_ms(settings),
     )
     return [
+        ThreadSupervisor(release=error_policy.release),
         WorkerBoot(settings, error_policy),
         TimeLimit(),
         ShutdownNotifications(),

@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.errors import DecodeError
+from dramatiq.errors import ConnectionClosed, DecodeError
 
 from middleware.core.errors import CategorizedError
 from middleware.core.failure_text import type_name
@@ -115,6 +115,19 @@ class _GuardedConsumer(_RedisConsumer):
         if is_settled(message):
             # Acked already, by the script that wrote the job's outcome.
             self.queued_message_ids.discard(message.message_id)
+            return
+        if getattr(message, "_evalq_attempt", None) is not None:
+            # The attempt started but the error policy never ended it: a hook raised a
+            # BaseException past it (an interrupt landing late, a SystemExit). Acking would
+            # leave the job running forever; put it back, where it counts as a lost attempt.
+            logger.critical("job %s: its attempt ended without an outcome; putting it back on "
+                            "queue %s", message.message_id, self.queue_name)  # fmt: skip
+            try:
+                self.requeue([message])  # type: ignore[no-untyped-call]
+            except redis.ConnectionError as error:
+                raise ConnectionClosed(error) from None  # type: ignore[no-untyped-call]
+            finally:
+                self.queued_message_ids.discard(message.message_id)
             return
         super().ack(message)  # type: ignore[no-untyped-call]
 
