@@ -215,6 +215,7 @@ def build_broker(
     broker = EvalqRedisBroker(
         dead_letters=dead_letters,
         max_message_bytes=settings.max_request_bytes + MESSAGE_ENVELOPE_BYTES,
+        job_ttl_s=settings.job_ttl_s,
         client=client,
         middleware=middleware,
         namespace=DRAMATIQ_NAMESPACE,

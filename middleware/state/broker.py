@@ -21,12 +21,15 @@ import logging
 import os
 import socket
 import time
+import uuid
 from typing import Any
 
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis, dq_name, q_name
 from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.message import Message
 
 from middleware.core.errors import CategorizedError
 from middleware.core.failure_text import type_name
@@ -39,6 +42,8 @@ from middleware.core.message_shape import (
 from middleware.state import keys
 from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.dead_letters import AckTarget, DeadLetters
+from middleware.state.jobs import QUEUED
+from middleware.state.scripts import scripts_for
 from middleware.state.settlement import is_settled
 
 logger = logging.getLogger("evalq.broker")
@@ -67,12 +72,32 @@ class EvalqRedisBroker(RedisBroker):
         *,
         dead_letters: DeadLetters | None = None,
         max_message_bytes: int | None = None,
+        job_ttl_s: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.dead_letters = dead_letters
         self.max_message_bytes = max_message_bytes
+        self.job_ttl_s = job_ttl_s
         self._signatures: dict[str, inspect.Signature | None] = {}
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        """Enqueue ``message`` as Dramatiq does and, when it starts a new job, record the job
+        ``queued`` in the same script (with ``job_ttl_s`` set; else exactly Dramatiq's)."""
+        if self.job_ttl_s is None:
+            return super().enqueue(message, delay=delay)
+        # As RedisBroker.enqueue: a delivery id of its own, and the delay queue for a delay.
+        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        if delay is not None:
+            message = message.copy(
+                queue_name=dq_name(message.queue_name),
+                options={"eta": current_millis() + delay},
+            )
+        self.emit_before("enqueue", message, delay)
+        script_keys, args = send_call(message, job_ttl_s=self.job_ttl_s)
+        scripts_for(self.client).send(keys=script_keys, args=args)
+        self.emit_after("enqueue", message, delay)
+        return message
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
@@ -262,6 +287,34 @@ class _GuardedConsumer(_RedisConsumer):
         if written:
             logger.error("queue %s: malformed message %s dead-lettered as invalid_payload: %s",
                          self.queue_name, record.job_id, problem)  # fmt: skip
+
+
+def send_call(message: Message[Any], *, job_ttl_s: int) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of ``lua/send.lua`` for ``message`` (its delivery id and, for a delay,
+    its delay queue set already). A message carrying evalq's options belongs to a known job (a
+    retry, a delayed message coming due): it is enqueued without a new record."""
+    queue = message.queue_name
+    known = any(name.startswith("evalq_") for name in message.options)
+    script_keys = [
+        keys.queue_key(queue),
+        keys.queue_messages_key(queue),
+        keys.job_key(message.message_id),
+    ]
+    args: list[Any] = [
+        message.options["redis_message_id"],
+        message.encode(),
+        0 if known else 1,
+        message.message_id,
+        job_ttl_s,
+        message.message_timestamp,
+        keys.JOB_INDEX_PREFIX,
+    ]
+    if not known:
+        args += [
+            "state", QUEUED, "queue", q_name(queue), "actor", message.actor_name,
+            "enqueued_at", message.message_timestamp,
+        ]  # fmt: skip
+    return script_keys, args
 
 
 def _innermost(error: BaseException) -> BaseException:

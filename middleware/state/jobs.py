@@ -4,8 +4,8 @@ This module owns the job states: Python code uses the names below, and the Lua s
 through ARGV (never spelled in a script). The transitions, and the script that writes each (every
 one also moves the job in the job index, ``middleware.state.job_index``, in the same step):
 
-    (new) --submit / enqueue--> queued        lua/submit.lua; lua/transition.lua from
-                                              History.record_enqueued (JobHistory)
+    (new) --submit / enqueue--> queued        lua/submit.lua; lua/send.lua (an actor's send(),
+                                              EvalqRedisBroker.enqueue)
     queued | retrying --start--> running      lua/start.lua (History.start_attempt)
     running --retry--> retrying               lua/retry.lua (settles the delivery)
     running --throttle--> queued              lua/retry.lua (our own rate limit: no budget spent)

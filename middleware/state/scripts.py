@@ -65,14 +65,16 @@ class Scripts:
     ``script(keys=[...], args=[...])`` (``client=pipeline`` to queue it in a pipeline).
 
     The ``(keys, args)`` of each are built next to the code that owns the idea: ``submit`` in
-    ``workers.deduplication``, ``start`` and ``transition`` in ``middleware.state.jobs``,
-    ``retry`` and ``finish`` in ``middleware.state.settlement``, ``redeliver`` in
-    ``middleware.redelivery``, ``abort`` in ``middleware.state.aborts``, the
-    ``dead_letter_*`` scripts in ``middleware.state.dead_letter_scripts``, ``job_page`` and
-    ``job_index_trim`` in ``middleware.state.job_index``.
+    ``workers.deduplication``, ``send`` in ``middleware.state.broker``, ``start`` and
+    ``transition`` in ``middleware.state.jobs``, ``retry`` and ``finish`` in
+    ``middleware.state.settlement``, ``redeliver`` in ``middleware.redelivery``, ``abort`` in
+    ``middleware.state.aborts``, the ``dead_letter_*`` scripts in
+    ``middleware.state.dead_letter_scripts``, ``job_page`` and ``job_index_trim`` in
+    ``middleware.state.job_index``.
     """
 
     submit: Script
+    send: Script
     start: Script
     transition: Script
     retry: Script

@@ -39,6 +39,6 @@ def test_many_outcomes_in_one_flush_are_counted_exactly_with_one_increment_per_f
         b"succeeded:": b"250",
         b"failed:rate_limited": b"8",
     }
-    assert 0 < redis_client.ttl(keys.outcomes_minute_key(minute))
+    assert redis_client.ttl(keys.outcomes_minute_key(minute)) > 0
     # Three minute fields and two totals: five increments for 258 outcomes.
     assert after - before == 5

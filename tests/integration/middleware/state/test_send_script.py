@@ -1,0 +1,74 @@
+"""An actor's send(): Dramatiq's enqueue and the new job's ``queued`` record, in one round trip."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+import workers
+from middleware.state import keys
+from middleware.state.jobs import History, search_jobs
+from tests.support.dramatiq_option_actors import flaky_with_one_retry
+
+pytestmark = pytest.mark.integration
+
+
+def test_send_enqueues_the_message_and_records_the_new_job_queued(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    message = flaky_with_one_retry.send("tag")
+    job = History(redis_client).show(message.message_id)
+    assert job is not None
+    assert (job["state"], job["queue"], job["actor"]) == (
+        "queued", "default", flaky_with_one_retry.actor_name
+    )  # fmt: skip
+    assert (
+        redis_client.hget(keys.queue_messages_key("default"), message.options["redis_message_id"])
+        == message.encode()
+    )
+    rows, _ = search_jobs(redis_client, state="queued", queue="default")
+    assert [row["job_id"] for row in rows] == [message.message_id]
+
+
+def test_send_makes_exactly_one_round_trip_to_redis(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    flaky_with_one_retry.send("warm-up")
+    pool = workers.broker.client.connection_pool
+    sent: list[bytes] = []
+    connection = pool.get_connection()
+    original = type(connection).send_packed_command
+
+    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        sent.append(command)
+        return original(self, command, check_health)
+
+    pool.release(connection)
+    type(connection).send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        flaky_with_one_retry.send("counted")
+    finally:
+        type(connection).send_packed_command = original  # type: ignore[method-assign]
+    assert len(sent) == 1, sent
+
+
+def test_a_delayed_first_send_is_recorded_queued_on_its_own_queue(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    message = flaky_with_one_retry.send_with_options(args=("later",), delay=60_000)
+    job = History(redis_client).show(message.message_id)
+    assert job is not None
+    assert (job["state"], job["queue"]) == ("queued", "default")
+    assert redis_client.llen(keys.queue_key("default.DQ")) == 1
+
+
+def test_a_message_of_a_known_job_is_enqueued_without_touching_its_record(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    first = flaky_with_one_retry.send("known")
+    redis_client.hset(keys.job_key(first.message_id), "state", "retrying")
+    # A retry coming due from the delay queue carries evalq's options.
+    workers.broker.enqueue(first.copy(options={"evalq_attempts": 1}))
+    job = History(redis_client).show(first.message_id)
+    assert job is not None and job["state"] == "retrying"
+    assert redis_client.llen(keys.queue_key("default")) == 2
