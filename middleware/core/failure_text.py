@@ -49,11 +49,28 @@ def traceback_text(exc: BaseException | None) -> str:
     if exc is None:
         return ""
     try:
-        text = "".join(traceback.format_exception(exc))
+        text = "".join(_without_carets(traceback.TracebackException.from_exception(exc)).format())
     except Exception:
         return f"<unprintable traceback of {type(exc).__name__}>"
     window = MAX_TRACEBACK_CHARS * _REDACTION_WINDOW
     return cap_traceback(redact_text(text[-window:]), already_cut=max(len(text) - window, 0))
+
+
+def _without_carets(summary: traceback.TracebackException) -> traceback.TracebackException:
+    """``summary`` (its whole chain, groups included) without column positions, so that it is
+    formatted without the ``^^^^`` lines: Python 3.11 finds where they go by parsing each frame's
+    source line, which cost more than the rest of a dead letter's formatting."""
+    pending, seen = [summary], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for frame in current.stack:
+            frame.colno = frame.end_colno = None
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        pending += getattr(current, "exceptions", None) or []
+    return summary
 
 
 def cap_message(text: str) -> str:

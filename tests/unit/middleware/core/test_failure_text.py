@@ -67,3 +67,24 @@ def test_a_long_traceback_keeps_its_end_and_says_how_much_was_cut() -> None:
     assert KEY not in text
     assert len(text.split("\n", 1)[1]) == MAX_TRACEBACK_CHARS
     assert traceback_text(raised(KeyError("k"))).count("characters cut") == 0
+
+
+def _divide(values: dict[str, int]) -> float:
+    return values["a"] / values["b"]  # a sub-expression fails: Python 3.11 would add carets
+
+
+def test_a_traceback_keeps_every_frame_and_cause_but_no_caret_lines() -> None:
+    try:
+        try:
+            _divide({"a": 1, "b": 0})
+        except ZeroDivisionError as error:
+            raise RuntimeError("judge step failed") from error
+    except RuntimeError as wrapped:
+        text = traceback_text(wrapped)
+    assert 'return values["a"] / values["b"]' in text
+    assert "ZeroDivisionError: division by zero" in text
+    assert "The above exception was the direct cause" in text
+    assert "RuntimeError: judge step failed" in text
+    assert not [
+        line for line in text.splitlines() if set(line.strip()) <= set("^~") and line.strip()
+    ]

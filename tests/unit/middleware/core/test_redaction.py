@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from middleware.core import redaction
 from middleware.core.redaction import REDACTED, redact, redact_text
 
 
@@ -55,3 +60,41 @@ def test_redact_returns_a_copy_and_leaves_the_original_untouched() -> None:
     value = {"api_key": "k", "nested": ["sk-abcdefghijklmnop"]}
     redact(value)
     assert value == {"api_key": "k", "nested": ["sk-abcdefghijklmnop"]}
+
+
+# --- the substring tests before each pattern change nothing ---------------------------------
+
+
+def _every_pattern(text: str) -> str:
+    """What redact_text returned before it tested for substrings: every pattern, always."""
+    patterns = redaction._SECRET_TEXT
+    text = patterns[0].sub(REDACTED, text)
+    text = patterns[1].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = patterns[2].sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    return patterns[3].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+_PIECES = st.sampled_from([
+    "sk-", "pk-", "rk-", "Bearer ", "BASIC ", "baſic ", "bearer\\t", "https://", "redis://u:p@",
+    "@", ":", "=", '"', "api_key", "ApiKey", "access-token", "Token", "client_secret",
+    "PASSWORD", "passwd", "Authorization", "ſecret", "toKen", "İ", "ı", "abcdefgh12345678",
+    " ", "\\n", "/", ".", "-", "_",
+])  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=6)), max_size=20).map("".join))
+def test_redact_text_gives_what_every_pattern_run_on_every_text_gives(text: str) -> None:
+    assert redact_text(text) == _every_pattern(text)
+
+
+def test_only_the_folded_characters_match_ascii_letters_case_insensitively() -> None:
+    letter = re.compile(r"(?i)[a-z]")
+    matching = {
+        chr(c) for c in range(128, 0x110000)
+        if not 0xD800 <= c <= 0xDFFF and letter.fullmatch(chr(c))
+    }  # fmt: skip
+    assert matching == set("\u0130\u0131\u017f\u212a")
+    for char in matching:
+        folded = char.translate(redaction._FOLD_TO_ASCII)
+        assert re.fullmatch(f"(?i){re.escape(folded)}", char)
