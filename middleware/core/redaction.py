@@ -32,7 +32,7 @@ _SECRET_TEXT = (
 
 
 #: The characters other than ASCII letters that the patterns' case-insensitive parts match as
-#: ASCII letters ("baſic" matches "(?i)basic"), mapped to those letters: with them folded, a
+#: ASCII letters ("ba\u017fic" matches "(?i)basic"), mapped to those letters: with them folded, a
 #: pattern's words can be looked for with ``in`` first. A test checks this against every code
 #: point.
 _FOLD_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
