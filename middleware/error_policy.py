@@ -538,7 +538,10 @@ class ErrorPolicy(dramatiq.Middleware):
         job_id = message.message_id
         root = classification.root_cause if classification else None
         outcome = "aborted" if decision.category == "aborted" else "dead_lettered"
-        timeline = settle(message, lambda: self._timeline(job_id, exclude=attempt.n))
+        if ran and attempt.n == 1:
+            timeline = []  # a first attempt has nothing before it: no flush, no read
+        else:
+            timeline = settle(message, lambda: self._timeline(job_id, exclude=attempt.n))
         if ran:
             timeline.append(
                 attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from middleware.core.attempts import OPTION_FIRST_FAILURE
 from middleware.core.classify import Classification
@@ -81,6 +81,9 @@ class DeadLetterRecord(BaseModel):
     #: The Dramatiq message as a dict (``Message.asdict()``), secrets redacted when stored.
     payload: dict[str, Any]
 
+    #: Whether every field was built redacted and capped (by ``dead_letter_record``) already.
+    _safe: bool = PrivateAttr(default=False)
+
     @classmethod
     def create(cls, *, dead_at: int, **fields: Any) -> DeadLetterRecord:
         """A new record with a fresh id for ``dead_at``; the other fields as keywords."""
@@ -105,8 +108,11 @@ class DeadLetterRecord(BaseModel):
         """This record as it is stored: secrets redacted, message and traceback capped.
 
         The store's own guarantee, for records from anywhere (``add_many`` takes records built
-        by other code): text from ``failure_text`` is safe already and comes out unchanged.
+        by other code): text from ``failure_text`` is safe already and comes out unchanged. A
+        record ``dead_letter_record`` built is returned as it is: it was built that way.
         """
+        if self._safe:
+            return self
         return self.model_copy(
             update={
                 "error_message": cap_message(redact_text(self.error_message)),
@@ -184,19 +190,21 @@ def dead_letter_record(
     """The record an operator reads to decide about a dead job: the root cause, its chain, the
     attempt ``timeline``, where it died and the payload (redacted when stored)."""
     root = classification.root_cause if classification else None
+    # Without a root cause (a job refused before it ran) the reason may quote the message.
+    reason = decision.reason if root else cap_message(redact_text(decision.reason))
     failures = [a["finished_at"] for a in timeline if a.get("finished_at")]
     first_failure = message.options.get(OPTION_FIRST_FAILURE) or (
         min(failures) if failures else dead_at
     )
-    return DeadLetterRecord.create(
+    record = DeadLetterRecord.create(
         job_id=message.message_id,
         queue=message.queue_name,
         actor=message.actor_name,
         category=decision.category,
         rule=classification.rule if classification else None,
-        reason=decision.reason,
+        reason=reason,
         error_type=type_name(root) if root else "",
-        error_message=error_message(root) if root else decision.reason,
+        error_message=error_message(root) if root else reason,
         traceback=traceback_text(exception),
         chain_types=list(classification.chain_types) if classification else [],
         attempts=timeline,
@@ -205,5 +213,9 @@ def dead_letter_record(
         dead_at=dead_at,
         worker_host=socket.gethostname(),
         worker_pid=os.getpid(),
-        payload=message._message.asdict(),
+        payload=redact(message._message.asdict()),
     )
+    # Its text came from failure_text or the timeline (both redacted and capped where they
+    # were made) and its payload is redacted above: the store need not redact it again.
+    record._safe = True
+    return record
