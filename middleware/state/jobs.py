@@ -36,6 +36,7 @@ from typing import Any, Final, Literal, get_args
 import redis
 
 from middleware.state import keys
+from middleware.state.group_commit import GroupCommit
 
 # search_jobs is the job index's query, importable from here, where jobs are.
 from middleware.state.job_index import search_jobs as search_jobs
@@ -144,6 +145,8 @@ class History:
         self.max_buffer = max_buffer
         self.trim_interval_s = trim_interval_s
         self._scripts = scripts_for(client)
+        # The starts of a process's threads share round trips (middleware.state.group_commit).
+        self._start = GroupCommit(client, self._scripts.start)
         # ("attempt", job id, entry) or ("state", job id, fields, enqueued_at)
         self._buffer: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
@@ -170,14 +173,15 @@ class History:
         running_until: int,
         enqueued_at: int | None = None,
     ) -> tuple[int, bool]:
-        """Count a new attempt and record it as running, in one round trip.
+        """Count a new attempt and record it as running, in one round trip (shared with the
+        starts other threads of the process make at the same moment).
 
         ``running_until`` (ms since the epoch) is when the attempt's time limit has certainly
         passed: a job still ``running`` after it is known to be dead. ``enqueued_at`` (the
         message timestamp) indexes a job the job index does not know yet. Returns the attempt's
         number and whether an operator asked to abort the job.
         """
-        n, aborted = self._scripts.start(
+        n, aborted = self._start(
             keys=[
                 keys.attempt_counter_key(job_id),
                 keys.job_key(job_id),

@@ -1,0 +1,111 @@
+"""Calls of one Lua script from many threads, sent together: one round trip for all that wait.
+
+Every job's attempt is counted in Redis before it runs (``History.start_attempt``). A round trip
+costs a worker far more CPU than the script costs Redis, and the threads of a process start
+their jobs at nearly the same moments (a fetch hands them a batch at once). ``GroupCommit`` lets
+the first thread that calls send its call at once, alone; threads that call while that round
+trip is in flight wait, and the first of them then sends all their calls in one pipeline. An
+idle process pays nothing extra; a busy one pays one round trip per group instead of per call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+_UNSET: Any = object()
+
+
+class _Call:
+    __slots__ = ("args", "error", "finished", "keys", "result")
+
+    def __init__(self, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        self.keys = keys
+        self.args = args
+        self.result: Any = _UNSET
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Runs ``script`` for many threads, in one round trip for the calls that overlap.
+
+    Parameters:
+      client(redis.Redis): Where the script runs.
+      script(Script): The script (registered on ``client``).
+    """
+
+    def __init__(self, client: redis.Redis, script: Script) -> None:
+        self.client = client
+        self.script = script
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[_Call] = []
+        self._sending = False
+
+    def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The script's result for ``keys`` and ``args``, or the error it raised."""
+        call = _Call(keys, args)
+        with self._cond:
+            self._pending.append(call)
+            while self._sending and not call.finished:
+                self._cond.wait()
+            if call.finished:
+                return call.outcome()
+            # No round trip in flight: send every waiting call, this one among them.
+            self._sending = True
+            group, self._pending = self._pending, []
+        try:
+            self._send(group)
+        finally:
+            with self._cond:
+                self._sending = False
+                self._cond.notify_all()
+        return call.outcome()
+
+    def _send(self, group: list[_Call]) -> None:
+        try:
+            if len(group) == 1:
+                [call] = group
+                call.result = self.script(keys=call.keys, args=call.args)
+            else:
+                self._send_pipelined(group)
+        except BaseException as error:  # every waiting thread gets what happened
+            for call in group:
+                if call.result is _UNSET and call.error is None:
+                    call.error = error
+        finally:
+            for call in group:
+                call.finished = True
+
+    def _send_pipelined(self, group: list[_Call]) -> None:
+        results = self._pipeline(group)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+            # Redis restarted and forgot the script: load it, send the group again (a call
+            # that met NoScriptError did not run).
+            self.client.script_load(self.script.script)
+            missing = [c for c, r in zip(group, results, strict=True)
+                       if isinstance(r, redis.exceptions.NoScriptError)]  # fmt: skip
+            for call, result in zip(missing, self._pipeline(missing), strict=True):
+                results[group.index(call)] = result
+        for call, result in zip(group, results, strict=True):
+            if isinstance(result, Exception):
+                call.error = result
+            else:
+                call.result = result
+
+    def _pipeline(self, group: list[_Call]) -> list[Any]:
+        # EVALSHA straight into the pipeline: redis-py's Script in a pipeline would first ask
+        # SCRIPT EXISTS, a round trip of its own.
+        pipe = self.client.pipeline(transaction=False)
+        for call in group:
+            pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
+        return list(pipe.execute(raise_on_error=False))

@@ -1,0 +1,114 @@
+"""Threads that count attempts at the same moment share round trips, and each gets its own
+answer: a group of starts is one pipeline, a lone start is sent at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from middleware.state import keys
+from middleware.state.group_commit import GroupCommit
+from middleware.state.jobs import History
+from middleware.state.scripts import scripts_for
+
+pytestmark = pytest.mark.integration
+
+
+class _RoundTrips:
+    """Counts what a client sends, one packed write per round trip."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.count = 0
+        connection_class = client.connection_pool.connection_class
+        self._class, self._original = connection_class, connection_class.send_packed_command
+        counter = self
+
+        def counting(connection, command, check_health=True):  # type: ignore[no-untyped-def]
+            counter.count += 1
+            return counter._original(connection, command, check_health)
+
+        connection_class.send_packed_command = counting
+
+    def close(self) -> None:
+        self._class.send_packed_command = self._original
+
+
+def _start_many(history: History, job_ids: list[str]) -> list[tuple[str, int, bool]]:
+    results: list[tuple[str, int, bool]] = []
+    barrier = threading.Barrier(len(job_ids))
+
+    def start(job_id: str) -> None:
+        barrier.wait()
+        n, aborted = history.start_attempt(
+            job_id, queue="default", actor="export_results", running_until=2**40
+        )
+        results.append((job_id, n, aborted))
+
+    threads = [threading.Thread(target=start, args=(job,)) for job in job_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_sixteen_threads_starting_at_once_each_get_their_count_in_fewer_round_trips(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    history = History(client)
+    history.start_attempt("warm", queue="default", actor="export_results", running_until=2**40)
+    jobs = [f"job-{i % 8}" for i in range(16)]  # each job started by two threads
+    trips = _RoundTrips(client)
+    try:
+        results = _start_many(history, jobs)
+    finally:
+        trips.close()
+    # Each thread got its own answer: the two starts of a job are its attempts 1 and 2.
+    for job_id in set(jobs):
+        assert sorted(n for job, n, _ in results if job == job_id) == [1, 2]
+        assert int(client.get(keys.attempt_counter_key(job_id))) == 2
+        assert client.hget(keys.job_key(job_id), "state") == b"running"
+    assert not any(aborted for _, _, aborted in results)
+    assert trips.count < 16, trips.count
+
+
+def test_a_group_sent_after_redis_forgot_its_scripts_still_runs_every_call(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    history = History(client)
+    client.script_flush()
+    results = _start_many(history, [f"fresh-{i}" for i in range(12)])
+    assert sorted(n for _, n, _ in results) == [1] * 12
+
+
+def test_a_call_that_fails_fails_alone(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    group = GroupCommit(client, scripts_for(client).start)
+    errors: list[BaseException] = []
+    answers: list[object] = []
+    barrier = threading.Barrier(6)
+
+    def call(good: bool) -> None:
+        barrier.wait()
+        try:
+            if good:
+                answers.append(group(
+                    keys=[keys.attempt_counter_key("g"), keys.job_key("g"), keys.abort_key("g")],
+                    args=["g", 60, "default", "a", 1, 2, "running", "", keys.JOB_INDEX_PREFIX],
+                ))  # fmt: skip
+            else:
+                answers.append(group(keys=["k"], args=[]))  # too few keys and arguments
+        except redis.RedisError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(i != 3,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(errors) == 1 and len(answers) == 5
+    assert int(client.get(keys.attempt_counter_key("g"))) == 5
