@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from middleware.state.dead_letter_record import DeadLetterRecord
+
 _DLQ_FILTER = ["queue", "category", "rule", "since", "until"]
 _JOB_FILTER = ["queue", "state", "actor", "category", "since", "until"]
 _PAGE = ["limit", "cursor"]
@@ -52,6 +54,110 @@ _OPERATIONS: list[tuple[str, str, str, list[str], bool]] = [
 ]  # fmt: skip
 
 
+_TEXT = {"type": ["string", "null"]}
+_MS = {"type": ["integer", "null"], "description": "ms since the epoch"}
+
+#: Schemas of the documents the API returns, by name (``components.schemas``).
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Attempt": {
+        "type": "object",
+        "description": "One finished attempt of a job's timeline. rule, worker and "
+        "sentry_event_id are null where unknown (a crashed attempt, or one recorded before "
+        "evalq kept them).",
+        "required": [
+            "n",
+            "started_at",
+            "finished_at",
+            "outcome",
+            "category",
+            "error_type",
+            "error_message",
+        ],
+        "properties": {
+            "n": {"type": "integer"},
+            "started_at": _MS,
+            "finished_at": _MS,
+            "outcome": _TEXT,
+            "category": _TEXT,
+            "error_type": _TEXT,
+            "error_message": _TEXT,
+            "rule": {**_TEXT, "description": "The policy rule that classified the failure."},
+            "worker": {**_TEXT, "description": "The worker process that ran it (host:pid)."},
+            "sentry_event_id": {**_TEXT, "description": "The Sentry event it was reported as."},
+            "waited_ms": {
+                "type": ["integer", "null"],
+                "description": "How long the job then waited for its next attempt.",
+            },
+        },
+    },
+    "JobDetail": {
+        "type": "object",
+        "description": "A job: the `evalq jobs show` document and what the job page shows.",
+        "required": ["job_id", "queue", "actor", "state", "attempts"],
+        "properties": {
+            "job_id": {"type": "string"},
+            "queue": _TEXT,
+            "actor": _TEXT,
+            "state": {
+                "type": "string",
+                "enum": [
+                    "queued",
+                    "running",
+                    "retrying",
+                    "succeeded",
+                    "dead_lettered",
+                    "aborted",
+                    "dropped",
+                ],
+            },
+            "attempts": {"type": "array", "items": {"$ref": "#/components/schemas/Attempt"}},
+            "running_attempt": {
+                "type": ["object", "null"],
+                "description": "The attempt running now.",
+                "properties": {"n": {"type": "integer"}, "started_at": _TEXT, "worker": _TEXT},
+            },
+            "worker": {**_TEXT, "description": "The worker that ran its latest attempt."},
+            "payload": {
+                "type": ["object", "null"],
+                "description": "The job's Dramatiq message, "
+                "secrets redacted: from its queue or delay queue while it waits or runs, "
+                "from its dead letter once dead; null once it finished otherwise.",
+            },
+            "payload_source": {
+                "type": ["string", "null"],
+                "enum": ["queue", "delay_queue", "dead_letter", "undecodable", None],
+            },
+            "sentry_event_id": {
+                **_TEXT,
+                "description": "The latest Sentry event its failures were reported as.",
+            },
+            "category": _TEXT,
+            "enqueued_at": _TEXT,
+            "finished_at": _TEXT,
+            "started_at": _TEXT,
+            "error_type": _TEXT,
+            "error_message": _TEXT,
+            "evaluation_uuid": _TEXT,
+            "target_uuid": _TEXT,
+            "abort_requested_at": _TEXT,
+            "dead_letter": {
+                "anyOf": [{"$ref": "#/components/schemas/DeadLetter"}, {"type": "null"}]
+            },
+            "result": {"type": ["object", "null"]},
+            "can_abort": {"type": "boolean"},
+            "can_redrive": {"type": "boolean"},
+        },
+    },
+    "DeadLetter": DeadLetterRecord.model_json_schema(),
+}
+
+#: The schema of each operation's 200 response, where one is given.
+_RESPONSES = {
+    ("get", "/api/jobs/{job_id}"): "JobDetail",
+    ("get", "/api/dlq/{record_id}"): "DeadLetter",
+}
+
+
 def openapi_document() -> dict[str, Any]:
     """The API's OpenAPI document."""
     paths: dict[str, dict[str, Any]] = {}
@@ -66,11 +172,16 @@ def openapi_document() -> dict[str, Any]:
             for part in path.split("/")
             if part.startswith("{")
         ]
+        schema = _RESPONSES.get((method, path))
+        ok: dict[str, Any] = {"description": "JSON document"}
+        if schema is not None:
+            ok["content"] = {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+            }
         operation: dict[str, Any] = {
             "summary": summary,
             "parameters": parameters,
-            "responses": {"200": {"description": "JSON document"},
-                          "401": {"description": "no or wrong token"}},
+            "responses": {"200": ok, "401": {"description": "no or wrong token"}},
         }  # fmt: skip
         if changes:
             operation["responses"]["403"] = {
@@ -80,7 +191,10 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "evalq dashboard API", "version": "1"},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": _SCHEMAS,
+        },
         "security": [{"bearer": []}],
         "paths": paths,
     }

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import dramatiq
+from dramatiq.common import q_name
+from dramatiq.errors import DecodeError
+
 from dashboard.filters import DeadLetterFilter, JobFilter
 from dashboard.services import Services
+from middleware.core.redaction import redact
 from middleware.state import jobs as job_states
 from middleware.state import keys
+from middleware.state.dead_letter_record import latest_event_id
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import search_jobs
 from middleware.worker_registry import live_workers
@@ -81,17 +87,20 @@ def workers(services: Services) -> list[dict[str, Any]]:
 
 
 def job_detail(services: Services, job_id: str) -> dict[str, Any] | None:
-    """A job's state and attempt timeline, its dead letter (rule, error, traceback, redacted
-    payload) when it has one, and its result when it succeeded; None for an unknown job."""
+    """A job's state and attempt timeline (rule, worker and Sentry event of each attempt), its
+    payload (redacted: from its delivery while it waits or runs, else from its dead letter), its
+    dead letter (rule, error, traceback) when it has one, and its result when it succeeded;
+    None for an unknown job."""
     document = services.history.show(job_id)
     if document is None:
         return None
     extra = services.client.hmget(
         keys.job_key(job_id),
-        ["evaluation_uuid", "target_uuid", "abort_requested_at", "sentry_event_id", "started_at"],
-    )
-    evaluation_uuid, target_uuid, abort_at, sentry_event_id, started_at = (
-        None if value is None else keys.text(value)
+        ["evaluation_uuid", "target_uuid", "abort_requested_at", "started_at", "worker",
+         "redis_message_id"],
+    )  # fmt: skip
+    evaluation_uuid, target_uuid, abort_at, started_at, worker, delivery = (
+        None if value is None else keys.text(value) or None
         for value in extra  # type: ignore[union-attr]
     )
     dead_letter = None
@@ -107,18 +116,57 @@ def job_detail(services: Services, job_id: str) -> dict[str, Any] | None:
         document["attempts"] = dead_letter["attempts"]
     document["attempts"] = with_waits(document["attempts"])
     state = document["state"]
+    payload, source, running_n = None, None, None
+    if state in job_states.ACTIVE_STATES:
+        payload, source, running_n = _delivery(services, job_id, document["queue"], delivery)
+    elif dead_letter is not None:
+        payload, source = dead_letter["payload"], "dead_letter"
+    running_attempt = None
+    if state == job_states.RUNNING and running_n:
+        running_attempt = {"n": running_n, "started_at": started_at, "worker": worker}
     return {
         **document,
         "evaluation_uuid": evaluation_uuid,
         "target_uuid": target_uuid,
         "started_at": started_at,
         "abort_requested_at": abort_at,
-        "sentry_event_id": sentry_event_id,
+        "worker": worker,
+        "running_attempt": running_attempt,
+        "payload": payload,
+        "payload_source": source,
+        "sentry_event_id": latest_event_id(document["attempts"])
+        or (dead_letter or {}).get("sentry_event_id"),
         "dead_letter": dead_letter,
         "result": result,
         "can_abort": state in job_states.ACTIVE_STATES and not abort_at,
         "can_redrive": dead_letter is not None,
     }
+
+
+def _delivery(
+    services: Services, job_id: str, queue: str | None, delivery: str | None
+) -> tuple[dict[str, Any] | None, str | None, int | None]:
+    """The redacted payload of a waiting or running job's delivery (the Dramatiq message,
+    ``Message.asdict()``), where it was found (``queue``, ``delay_queue``, or ``undecodable``
+    when it is there but cannot be read) and the number of its current attempt: one round
+    trip, reading Dramatiq's payload hashes by delivery id."""
+    pipe = services.client.pipeline(transaction=False)
+    base = q_name(queue) if queue else None
+    if base and delivery:
+        pipe.hget(keys.queue_messages_key(base), delivery)
+        pipe.hget(keys.queue_messages_key(keys.delay_queue_name(base)), delivery)
+    pipe.get(keys.attempt_counter_key(job_id))
+    *found, counter = pipe.execute()
+    n = int(counter) if counter else None
+    for source, raw in zip(("queue", "delay_queue"), found, strict=False):
+        if raw is not None:
+            try:
+                message = dramatiq.Message.decode(raw)
+            except DecodeError:
+                return None, "undecodable", n
+            payload: dict[str, Any] = redact(message.asdict())
+            return payload, source, n
+    return None, None, n
 
 
 def with_waits(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:

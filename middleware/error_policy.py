@@ -64,6 +64,7 @@ from middleware.state.settlement import (
     retry_call,
     settle,
 )
+from middleware.worker_registry import worker_id
 
 logger = logging.getLogger("evalq.error_policy")
 
@@ -162,7 +163,8 @@ class ErrorPolicy(dramatiq.Middleware):
         def start() -> tuple[int, bool]:
             return self.history.start_attempt(
                 job_id, queue=queue, actor=actor, running_until=running_until,
-                enqueued_at=message.message_timestamp,
+                enqueued_at=message.message_timestamp, worker=worker_id(),
+                redis_message_id=message.options.get("redis_message_id", ""),
             )  # fmt: skip
 
         self._enter(message, alone=False)
@@ -277,7 +279,7 @@ class ErrorPolicy(dramatiq.Middleware):
         logger.warning("job %s: %s; it ends dropped", message.message_id, reason)
         entry = attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
                                outcome="dropped", error_type=type_name(SkipMessage()),
-                               error_message=reason)  # fmt: skip
+                               error_message=reason, worker=worker_id())  # fmt: skip
         self._finish(broker, message, entry, {"state": DROPPED, "finished_at": finished})
 
     def _refuse(
@@ -329,14 +331,18 @@ class ErrorPolicy(dramatiq.Middleware):
         )
         log_decision(message, attempt.n, classification, decision)
         self.history.count_outcome("failed", decision.category, at_ms=now_ms())
-        if decision.action == "retry":
-            self._retry(broker, message, classification, decision, attempt)
-        elif decision.action == "drop":
-            self._drop(broker, message, classification, decision, attempt)
-        else:
-            self._dead_letter(broker, message, classification, decision, exception, attempt)
+        event_id = None
         if self.sentry is not None and (decision.category == "unknown" or resolved.report):
-            self._report(self.sentry, message, exception, classification, decision, attempt)
+            # Reported before settling, so that the event id is written with the attempt.
+            event_id = self._report(self.sentry, message, exception, classification, decision,
+                                    attempt)  # fmt: skip
+        if decision.action == "retry":
+            self._retry(broker, message, classification, decision, attempt, event_id=event_id)
+        elif decision.action == "drop":
+            self._drop(broker, message, classification, decision, attempt, event_id=event_id)
+        else:
+            self._dead_letter(broker, message, classification, decision, exception, attempt,
+                              event_id=event_id)  # fmt: skip
 
     def _decide(
         self,
@@ -385,7 +391,7 @@ class ErrorPolicy(dramatiq.Middleware):
     def _succeed(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
         finished = now_ms()
         entry = attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                               outcome="succeeded")  # fmt: skip
+                               outcome="succeeded", worker=worker_id())  # fmt: skip
         self._finish(broker, message, entry, {"state": SUCCEEDED, "finished_at": finished})
 
     def _finish(
@@ -420,6 +426,8 @@ class ErrorPolicy(dramatiq.Middleware):
         classification: Classification,
         decision: Decision,
         attempt: Attempt,
+        *,
+        event_id: str | None = None,
     ) -> None:
         assert decision.delay_ms is not None
         finished = now_ms()
@@ -441,6 +449,9 @@ class ErrorPolicy(dramatiq.Middleware):
                 category=decision.category,
                 error_type=type_name(root),
                 error_message=error_message(root),
+                rule=classification.rule,
+                worker=worker_id(),
+                sentry_event_id=event_id,
             ),
             state=RETRYING,
         )
@@ -470,6 +481,7 @@ class ErrorPolicy(dramatiq.Middleware):
                 category="throttled",
                 error_type=type_name(throttled),
                 error_message=str(throttled),
+                worker=worker_id(),
             ),
             state=QUEUED,
         )
@@ -512,13 +524,16 @@ class ErrorPolicy(dramatiq.Middleware):
         classification: Classification,
         decision: Decision,
         attempt: Attempt,
+        *,
+        event_id: str | None = None,
     ) -> None:
         finished = now_ms()
         root = classification.root_cause
         entry = attempt_record(
             attempt.n, started_at=attempt.started_at, finished_at=finished, outcome="dropped",
             category=decision.category, error_type=type_name(root),
-            error_message=error_message(root),
+            error_message=error_message(root), rule=classification.rule, worker=worker_id(),
+            sentry_event_id=event_id,
         )  # fmt: skip
         fields = {"state": DROPPED, "finished_at": finished, "category": decision.category}
         self._finish(broker, message, entry, fields)
@@ -533,6 +548,7 @@ class ErrorPolicy(dramatiq.Middleware):
         attempt: Attempt,
         *,
         ran: bool = True,
+        event_id: str | None = None,
     ) -> None:
         finished = now_ms()
         job_id = message.message_id
@@ -546,11 +562,13 @@ class ErrorPolicy(dramatiq.Middleware):
             timeline.append(
                 attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
                                outcome=outcome, category=decision.category,
-                               error_type=type_name(root), error_message=error_message(root))
+                               error_type=type_name(root), error_message=error_message(root),
+                               rule=classification.rule if classification else None,
+                               worker=worker_id(), sentry_event_id=event_id)
             )  # fmt: skip
         record = dead_letter_record(
             message, classification=classification, decision=decision, exception=exception,
-            timeline=timeline, dead_at=finished,
+            timeline=timeline, dead_at=finished, sentry_event_id=event_id,
         )  # fmt: skip
         ack = AckTarget.for_delivery(
             broker_id=broker.broker_id,  # type: ignore[attr-defined]
@@ -578,8 +596,9 @@ class ErrorPolicy(dramatiq.Middleware):
         classification: Classification,
         decision: Decision,
         attempt: Attempt,
-    ) -> None:
-        sentry.report(
+    ) -> str | None:
+        """Report the failure; the Sentry event id, when an event was sent."""
+        return sentry.report(
             exception=exception,
             root_cause=classification.root_cause,
             job_id=message.message_id,

@@ -369,10 +369,10 @@ class SentryReporter:
         env: str,
         level: Level | None = None,
         payload: Mapping[str, Any] | None = None,
-    ) -> bool:
+    ) -> str | None:
         """Send one event for this failed attempt unless one was already sent for this job and
-        root cause; whether an event was handed to the SDK. Never raises, never blocks on
-        Sentry.
+        root cause; the id of the event handed to the SDK, None when none was. Never raises,
+        never blocks on Sentry.
 
         ``level`` defaults to ``error`` for ``unknown`` and ``warning`` for other categories;
         ``payload`` is attached only when the reporter was built with ``attach_payload``.
@@ -382,7 +382,7 @@ class SentryReporter:
             parts = fingerprint(actor, root)
             key = keys.sentry_sent_key(job_id, _digest(parts))
             if not self._claim(key):
-                return False
+                return None
             event, hint = event_from_exception(
                 exception,
                 client_options=sentry_sdk.get_client().options,
@@ -420,13 +420,13 @@ class SentryReporter:
                 event["extra"] = {"payload": text[:PAYLOAD_LIMIT]}
             if self.scrubber is not None:
                 event = self.scrubber(event, hint)
-            if sentry_sdk.capture_event(event, hint=hint) is None:
+            event_id = sentry_sdk.capture_event(event, hint=hint)
+            if event_id is None:
                 self._release(key)
-                return False
-            return True
+            return event_id
         except Exception:
             logger.warning("job %s: could not report the failure to Sentry", job_id, exc_info=True)
-            return False
+            return None
 
     def _claim(self, key: str) -> bool:
         """Whether this report is the first for ``key``; remembers it either way."""

@@ -21,6 +21,18 @@ WORKERS_KEY = "evalq:workers"
 #: Prefix of the per-worker description.
 WORKER_KEY_PREFIX = "evalq:worker:"
 
+_worker_id: tuple[int, str] | None = None
+
+
+def worker_id() -> str:
+    """This process's worker id, ``<host>:<pid>``: the id the overview lists and the attempt
+    timeline names. Worked out once per process (a forked child gets its own)."""
+    global _worker_id
+    pid = os.getpid()
+    if _worker_id is None or _worker_id[0] != pid:
+        _worker_id = (pid, f"{socket.gethostname()}:{pid}")
+    return _worker_id[1]
+
 
 class WorkerRegistry(dramatiq.Middleware):
     """Registers the worker process at boot, refreshes a heartbeat, and removes it at shutdown.
@@ -38,7 +50,7 @@ class WorkerRegistry(dramatiq.Middleware):
     def __init__(self, *, interval_s: float = 5.0, min_interval_s: float = 0.25) -> None:
         self.interval_s = interval_s
         self.min_interval_s = min_interval_s
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = worker_id()
         self._stop = threading.Event()
         self._changed = threading.Event()
         self._jobs_lock = threading.Lock()
@@ -71,7 +83,7 @@ class WorkerRegistry(dramatiq.Middleware):
             return sorted(self._jobs.values(), key=lambda job: job["started_at"])
 
     def after_worker_boot(self, broker: Broker, worker: Any) -> None:
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = worker_id()
         queues = sorted(worker.consumer_whitelist or broker.get_declared_queues())
         description = {
             "id": self.worker_id,

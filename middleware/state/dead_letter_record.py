@@ -71,7 +71,8 @@ class DeadLetterRecord(BaseModel):
     traceback: str = ""
     chain_types: list[str] = Field(default_factory=list)
     #: Attempt timeline: ``{"n","started_at","finished_at","outcome","category","error_type",
-    #: "error_message"}`` each.
+    #: "error_message","rule","worker","sentry_event_id"}`` each (the last three may be
+    #: missing from records written before evalq kept them).
     attempts: list[dict[str, Any]] = Field(default_factory=list)
     first_failure_at: int
     last_failure_at: int
@@ -80,6 +81,8 @@ class DeadLetterRecord(BaseModel):
     worker_pid: int
     #: The Dramatiq message as a dict (``Message.asdict()``), secrets redacted when stored.
     payload: dict[str, Any]
+    #: The Sentry event the job's failure was reported as (the latest one), if any was sent.
+    sentry_event_id: str | None = None
 
     #: Whether every field was built redacted and capped (by ``dead_letter_record``) already.
     _safe: bool = PrivateAttr(default=False)
@@ -186,9 +189,12 @@ def dead_letter_record(
     exception: BaseException | None,
     timeline: list[dict[str, Any]],
     dead_at: int,
+    sentry_event_id: str | None = None,
 ) -> DeadLetterRecord:
     """The record an operator reads to decide about a dead job: the root cause, its chain, the
-    attempt ``timeline``, where it died and the payload (redacted when stored)."""
+    attempt ``timeline``, where it died, the payload (redacted when stored) and the Sentry event
+    of its failure: ``sentry_event_id`` (sent for the last attempt), else the latest one an
+    earlier attempt of the timeline was reported as."""
     root = classification.root_cause if classification else None
     # Without a root cause (a job refused before it ran) the reason may quote the message.
     reason = decision.reason if root else cap_message(redact_text(decision.reason))
@@ -214,8 +220,15 @@ def dead_letter_record(
         worker_host=socket.gethostname(),
         worker_pid=os.getpid(),
         payload=redact(message._message.asdict()),
+        sentry_event_id=sentry_event_id or latest_event_id(timeline),
     )
     # Its text came from failure_text or the timeline (both redacted and capped where they
     # were made) and its payload is redacted above: the store need not redact it again.
     record._safe = True
     return record
+
+
+def latest_event_id(timeline: list[dict[str, Any]]) -> str | None:
+    """The Sentry event id of the latest attempt in ``timeline`` that was reported, if any."""
+    reported = [a["sentry_event_id"] for a in timeline if a.get("sentry_event_id")]
+    return str(reported[-1]) if reported else None

@@ -100,11 +100,17 @@ def attempt_record(
     category: str | None = None,
     error_type: str | None = None,
     error_message: str | None = None,
+    rule: str | None = None,
+    worker: str | None = None,
+    sentry_event_id: str | None = None,
 ) -> dict[str, Any]:
     """One entry of a job's attempt timeline (the ``evalq jobs show`` contract).
 
     ``error_type`` and ``error_message`` are shown as given: pass them from
     ``middleware.core.failure_text`` (redacted and capped there, once) or text of evalq's own.
+    ``rule`` is the policy rule that classified the failure, ``worker`` the process that ran
+    the attempt (``worker_registry.worker_id``), ``sentry_event_id`` the event it was reported
+    as, when one was sent.
     """
     return {
         "n": n,
@@ -114,6 +120,9 @@ def attempt_record(
         "category": category,
         "error_type": error_type,
         "error_message": error_message,
+        "rule": rule,
+        "worker": worker,
+        "sentry_event_id": sentry_event_id,
     }
 
 
@@ -172,14 +181,18 @@ class History:
         actor: str,
         running_until: int,
         enqueued_at: int | None = None,
+        worker: str = "",
+        redis_message_id: str = "",
     ) -> tuple[int, bool]:
         """Count a new attempt and record it as running, in one round trip (shared with the
         starts other threads of the process make at the same moment).
 
         ``running_until`` (ms since the epoch) is when the attempt's time limit has certainly
         passed: a job still ``running`` after it is known to be dead. ``enqueued_at`` (the
-        message timestamp) indexes a job the job index does not know yet. Returns the attempt's
-        number and whether an operator asked to abort the job.
+        message timestamp) indexes a job the job index does not know yet. ``worker`` (the
+        process running it) and ``redis_message_id`` (its delivery, holding its payload) are
+        recorded for the dashboard. Returns the attempt's number and whether an operator asked
+        to abort the job.
         """
         n, aborted = self._start(
             keys=[
@@ -189,7 +202,7 @@ class History:
             ],
             args=[
                 job_id, self.ttl_s, queue, actor, now_ms(), running_until, RUNNING,
-                enqueued_at or "", keys.JOB_INDEX_PREFIX,
+                enqueued_at or "", keys.JOB_INDEX_PREFIX, worker, redis_message_id,
             ],
         )  # fmt: skip
         return int(n), bool(aborted)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 
+from middleware.core.classify import EXPLICIT_RULE
 from middleware.state.jobs import History
+from middleware.worker_registry import live_workers
 from tests.e2e.conftest import screenshot
 from tests.support.dashboard_actors import FIXED_KEY, QUEUE, fail_until_fixed, linger
 
@@ -32,6 +34,16 @@ def test_an_operator_watches_a_running_job_appear_aborts_it_and_sees_it_aborted(
     row.wait_for()  # appears through the page's live polling, without a reload
     assert "1 of" in row.inner_text()
     screenshot(page, "running")
+    # Its page, in another tab, shows the running attempt, its worker and its payload.
+    (worker,) = [w["id"] for w in live_workers(redis_client)]
+    detail = page.context.new_page()
+    detail.goto(f"{dashboard}/jobs/{job_id}")
+    assert detail.inner_text("#job-worker") == worker
+    running = detail.locator("tr.running")
+    assert "running" in running.inner_text() and worker in running.inner_text()
+    payload = detail.inner_text("#job-payload")
+    assert '"actor_name": "linger"' in payload and "120" in payload
+    detail.close()
     page.locator(f'tr[data-job-id="{job_id}"] button:has-text("Abort")').click()
     page.wait_for_url(f"{dashboard}/jobs/{job_id}")
     page.locator("#job-state:has-text('aborted')").wait_for()
@@ -75,6 +87,9 @@ def test_an_operator_filters_dead_letters_by_category_and_bulk_redrives_them_to_
     page.goto(f"{dashboard}/jobs/{redrive[0]}")
     page.locator("#job-state:has-text('succeeded')").wait_for()
     assert [d["state"] for d in history.show_many(kept)] == ["dead_lettered"] * 2
+    page.goto(f"{dashboard}/jobs/{kept[0]}")
+    assert page.inner_text("td.attempt-rule") == EXPLICIT_RULE
+    assert page.inner_text("td.attempt-worker") in {w["id"] for w in live_workers(redis_client)}
     page.goto(f"{dashboard}/dlq/actions")
     assert "e2e (operator)" in page.inner_text("table")
     page.goto(f"{dashboard}/")

@@ -159,8 +159,10 @@ def test_jobs_show_gives_the_state_and_attempt_timeline(
     assert set(document) >= {"job_id", "queue", "actor", "state", "attempts"}
     assert (document["state"], document["queue"]) == ("succeeded", "evaluations.live")
     [attempt] = document["attempts"]
+    # The contract's fields, and those added since (never removed or renamed).
     assert set(attempt) == {"n", "started_at", "finished_at", "outcome", "category",
-                            "error_type", "error_message"}  # fmt: skip
+                            "error_type", "error_message", "rule", "worker",
+                            "sentry_event_id"}  # fmt: skip
     assert (attempt["n"], attempt["outcome"]) == (1, "succeeded")
 
 

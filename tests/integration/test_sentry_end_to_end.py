@@ -13,9 +13,15 @@ from typing import Any
 
 import pytest
 import redis
+from starlette.testclient import TestClient
 
 import workers
+from config.settings import Settings
+from dashboard import Services, create_app
+from dashboard.auth import Tokens
+from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import History
+from middleware.worker_registry import live_workers
 from tests.support.failing_actors import fail_unknown
 from tests.support.policy import write_test_policy
 from tests.support.pools import WorkerPools
@@ -47,6 +53,9 @@ class Run:
     events: list[dict[str, Any]]
     jobs: dict[str, list[str]]
     history: History
+    redis: redis.Redis
+    #: The worker ids (host:pid) the pool's processes advertised while the jobs ran.
+    workers: set[str]
 
 
 def fingerprint(event: dict[str, Any]) -> tuple[str, ...]:
@@ -89,7 +98,9 @@ def run(_redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             assert set(states.values()) == {"dead_lettered"}, states
             endpoint.wait_for(6, timeout=15)
             time.sleep(1.0)  # anything extra would have arrived by now
-            yield Run(endpoint, endpoint.events(), jobs, History(redis_client))
+            alive = {worker["id"] for worker in live_workers(redis_client)}
+            yield Run(endpoint, endpoint.events(), jobs, History(redis_client), redis_client,
+                      alive)  # fmt: skip
         finally:
             pools.stop()
 
@@ -132,6 +143,50 @@ def test_events_carry_tags_level_and_a_job_link(run: Run) -> None:
         assert tags["decision"] == "retry"  # the first failure, the one that is reported
         assert tags["attempt"] == "1"
         assert event["contexts"]["evalq"]["dashboard_path"] == f"/jobs/{tags['job_id']}"
+
+
+def test_the_event_id_sentry_received_is_the_one_the_attempt_and_dead_letter_keep(
+    run: Run,
+) -> None:
+    received = {event["tags"]["job_id"]: event["event_id"] for event in run.events}
+    for job in run.jobs["shard"] + run.jobs["ledger"]:
+        document = run.history.show(job)
+        assert document is not None
+        event_ids = [attempt["sentry_event_id"] for attempt in document["attempts"]]
+        # The first failure sent the event; the later ones were the same root cause.
+        assert event_ids[0] == received[job] and set(event_ids[1:]) == {None}
+        record = DeadLetters(run.redis).get(document["dead_letter_id"])
+        assert record is not None and record.sentry_event_id == received[job]
+
+
+def test_every_attempt_names_its_worker_and_a_classified_one_its_rule(run: Run) -> None:
+    assert run.workers
+    for job in [job for ids in run.jobs.values() for job in ids]:
+        document = run.history.show(job)
+        assert document is not None
+        assert {attempt["worker"] for attempt in document["attempts"]} <= run.workers
+    capability = run.history.show(run.jobs["known"][1])
+    assert capability is not None
+    assert [a["rule"] for a in capability["attempts"]] == ["capability_not_supported"]
+    assert [a["rule"] for a in run.history.show(run.jobs["shard"][0])["attempts"]] == [None] * 4
+
+
+def test_the_job_page_shows_the_event_id_sentry_received(run: Run) -> None:
+    token = "sentry-e2e-operator-token-0123"
+    settings = Settings(dashboard_token=token, env="test")
+    services = Services.from_settings(settings, run.redis, workers.policy)
+    app = create_app(settings, services, tokens=Tokens.from_settings(settings))
+    job = run.jobs["ledger"][0]
+    (event_id,) = [e["event_id"] for e in run.events if e["tags"]["job_id"] == job]
+    with TestClient(app) as dashboard:
+        headers = {"Authorization": f"Bearer {token}"}
+        document = dashboard.get(f"/api/jobs/{job}", headers=headers).json()
+        assert document["sentry_event_id"] == event_id
+        assert document["attempts"][0]["worker"] in run.workers
+        assert document["payload"]["actor_name"] == "fail_unknown"  # from its dead letter
+        dashboard.post("/login", data={"token": token, "name": "test"})
+        page = dashboard.get(f"/jobs/{job}").text
+    assert f'<code id="sentry-event-id">{event_id}</code>' in page
 
 
 def test_no_event_carries_the_api_key_or_the_dsn(run: Run) -> None:

@@ -1,6 +1,6 @@
 """Actors for the dashboard's browser tests, imported by test worker pools (``dramatiq workers
 workers tests.support.dashboard_actors``): one that runs until aborted, one that fails with a
-chosen category until the test marks its tag fixed."""
+chosen category, or asks for a retry, until the test marks its tag fixed."""
 
 from __future__ import annotations
 
@@ -32,3 +32,10 @@ def fail_until_fixed(tag: str, category: str) -> None:
         raise NonRetryable(
             f"provider refused <b>{tag}</b><script>alert(1)</script>", category=category
         )
+
+
+@dramatiq.actor(broker=broker, queue_name=QUEUE)
+def retry_until_fixed(tag: str, delay_ms: int) -> None:
+    """Ask for a retry in ``delay_ms`` until ``tag`` is in ``FIXED_KEY``."""
+    if not broker.client.sismember(FIXED_KEY, tag):
+        raise dramatiq.Retry(delay=delay_ms)

@@ -54,6 +54,7 @@ local before = indexed_fields(job_key)
 index_job(job_id, now, before, {queue = queue, actor = before.actor, state = queued}, true)
 redis.call('HDEL', job_key, 'dead_letter_id', 'finished_at', 'category', 'error_type',
   'error_message', 'abort_requested_at')
-redis.call('HSET', job_key, 'state', queued, 'queue', queue, 'enqueued_at', now)
+redis.call('HSET', job_key, 'state', queued, 'queue', queue, 'enqueued_at', now,
+  'redis_message_id', redis_message_id)
 redis.call('EXPIRE', job_key, ttl_s)
 return 1

@@ -51,8 +51,9 @@ enqueue(delay_list, delay_messages, retry_id, retry_data)
 local before = indexed_fields(job_key)
 index_job(job_id, enqueued_at, before, {queue = before.queue, actor = before.actor,
   state = state, category = category}, false)
+-- The retry's delivery id: the dashboard reads the waiting job's payload from the delay queue.
 redis.call('HSET', job_key, 'state', state, 'category', category, 'retry_at', retry_at,
-           'error_type', error_type, 'error_message', error_message)
+           'error_type', error_type, 'error_message', error_message, 'redis_message_id', retry_id)
 redis.call('EXPIRE', job_key, ttl_s)
 redis.call('HSET', attempts_key, attempt_n, attempt_json)
 redis.call('EXPIRE', attempts_key, ttl_s)

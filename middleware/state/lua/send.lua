@@ -32,4 +32,9 @@ enqueue(queue_list, queue_messages, redis_message_id, data)
 if record == '1' then
   write_job(job_key, job_id, enqueued_at, ttl_s, FIRST_FIELD)
 end
+-- The job's current delivery, where the dashboard reads a waiting job's payload (a retry
+-- coming due from its delay queue is enqueued under a new id).
+if redis.call('EXISTS', job_key) == 1 then
+  redis.call('HSET', job_key, 'redis_message_id', redis_message_id)
+end
 return 1

@@ -15,6 +15,8 @@
 -- ARGV[7] running         the state of a running job (jobs.RUNNING)
 -- ARGV[8] enqueued_at     its message timestamp (ms), for a job not in the job index yet
 -- ARGV[9] JOB_INDEX       prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
+-- ARGV[10] worker         the worker process running the attempt (host:pid)
+-- ARGV[11] message_id     the delivery's redis message id (its payload, for the dashboard)
 local counter, job_key, abort_key = KEYS[1], KEYS[2], KEYS[3]
 local job_id = ARGV[1]
 local ttl_s = ARGV[2]
@@ -25,6 +27,8 @@ local running_until = ARGV[6]
 local running = ARGV[7]
 local enqueued_at = ARGV[8]
 local JOB_INDEX = ARGV[9]
+local worker = ARGV[10]
+local message_id = ARGV[11]
 
 -- @include job_index
 
@@ -36,6 +40,7 @@ index_job(job_id, enqueued_at, before,
 -- The timeline entry is written with the outcome; a crash leaves only the counter and the
 -- running state behind, which is exactly what crash detection reads.
 redis.call('HSET', job_key, 'state', running, 'queue', queue, 'actor', actor,
-           'started_at', started_at, 'running_until', running_until)
+           'started_at', started_at, 'running_until', running_until, 'worker', worker,
+           'redis_message_id', message_id)
 redis.call('EXPIRE', job_key, ttl_s)
 return {n, redis.call('EXISTS', abort_key)}

@@ -69,7 +69,7 @@ redis.call('SET', idem_key, job_id, 'EX', ttl_s)
 -- overwrites 'queued' with 'running', never the other way round.
 redis.call('HSET', job_key, 'state', queued, 'queue', queue, 'actor', actor,
            'enqueued_at', now_ms, 'claimed_at', now_ms, 'evaluation_uuid', evaluation_uuid,
-           'target_uuid', target_uuid, 'idempotency_key', key)
+           'target_uuid', target_uuid, 'idempotency_key', key, 'redis_message_id', redis_message_id)
 redis.call('EXPIRE', job_key, ttl_s)
 index_job(job_id, now_ms, {}, {queue = queue, actor = actor, state = queued}, false)
 enqueue(queue_list, queue_messages, redis_message_id, data)

@@ -75,7 +75,7 @@ def chained(root: BaseException, *wrappers: BaseException) -> BaseException:
     return current
 
 
-def report(reporter: SentryReporter, exception: BaseException, **overrides: Any) -> bool:
+def report(reporter: SentryReporter, exception: BaseException, **overrides: Any) -> str | None:
     values: dict[str, Any] = {
         "exception": exception,
         "root_cause": None,
@@ -131,15 +131,19 @@ def test_one_root_cause_on_many_jobs_sends_one_event_per_job_with_one_fingerprin
     ]
     job_ids = [str(uuid.uuid4()) for _ in range(6)]
 
+    sent: dict[str, str | None] = {}
     for i, job_id in enumerate(job_ids):
         root = ToolsNotSupported(
             f"tools is not supported in this model (request req_{uuid.uuid4().hex})"
         )
-        sent = report(reporter, chained(root, *wrappers[i % 3](i)), job_id=job_id, attempt=i + 1)
-        assert sent is True
+        sent[job_id] = report(
+            reporter, chained(root, *wrappers[i % 3](i)), job_id=job_id, attempt=i + 1
+        )
 
     events = endpoint.wait_for(6)
     assert sorted(e["tags"]["job_id"] for e in events) == sorted(job_ids)
+    # The id each report returns is the id of the event the endpoint received for that job.
+    assert {e["tags"]["job_id"]: e["event_id"] for e in events} == sent
     fingerprints = {tuple(e["fingerprint"]) for e in events}
     assert fingerprints == {
         (
@@ -181,7 +185,7 @@ def test_the_same_job_reported_three_times_sends_one_event(
     ]
     flush()
 
-    assert results == [True, False, False]
+    assert results[0] is not None and results[1:] == [None, None]
     assert len(endpoint.events()) == 1
     assert endpoint.events()[0]["tags"]["attempt"] == "1"
     marker = keys.sentry_sent_key(job_id, "")  # the prefix of this job's markers
@@ -200,7 +204,7 @@ def test_another_process_does_not_report_the_same_job_and_root_cause_again(
     second = report(other_process, ToolsNotSupported("tools is not supported"), job_id=job_id)
     flush()
 
-    assert (first, second) == (True, False)
+    assert first is not None and second is None
     assert len(endpoint.events()) == 1
 
 
@@ -229,7 +233,7 @@ def test_without_redis_the_process_remembers_what_it_sent(
     second = report(made, ToolsNotSupported("tools is not supported"), job_id=job_id)
     flush()
 
-    assert (first, second) == (True, False)
+    assert first is not None and second is None
     assert len(endpoint.events()) == 1
 
 
@@ -456,7 +460,7 @@ def test_reporting_to_a_sentry_that_is_down_is_prompt_and_never_raises(
     elapsed = time.perf_counter() - started
 
     assert elapsed < 1.0
-    assert all(isinstance(r, bool) for r in results)
+    assert all(r is None or isinstance(r, str) for r in results)
     started = time.perf_counter()
     close_sentry()
     assert time.perf_counter() - started < SHUTDOWN_TIMEOUT_S + 1.0

@@ -23,7 +23,9 @@ def dead_letter_with_xss(services):
         category="invalid_request",
         dead_at=int(time.time() * 1000),
     )
-    record = record.model_copy(update={"attempts": [{**record.attempts[0], "error_message": XSS}]})
+    attempt = {**record.attempts[0], "error_message": XSS, "rule": XSS, "worker": XSS,
+               "sentry_event_id": XSS}  # fmt: skip
+    record = record.model_copy(update={"attempts": [attempt], "sentry_event_id": XSS})
     services.dead_letters.add(record)
     return record
 
