@@ -161,8 +161,10 @@ class SentinelSet:
         folder = self.data_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         log = folder / "redis.log"
-        argv = [self.executable, "--port", str(port), "--bind", HOST, "--daemonize", "no",
-                "--save", "", "--appendonly", "no", "--dir", str(folder), "--logfile", str(log)]  # fmt: skip
+        argv = [
+            self.executable, "--port", str(port), "--bind", HOST, "--daemonize", "no",
+            "--save", "", "--appendonly", "no", "--dir", str(folder), "--logfile", str(log),
+        ]  # fmt: skip
         if replica_of is not None:
             argv += ["--replicaof", HOST, str(replica_of)]
         return _Process(name, port, argv, log)
