@@ -37,6 +37,7 @@ from workers.demo.provider import ChatRequest, Reply, SimulatedProvider
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 JOBS = scaled(1000, 2000)
+RUNS = scaled(1, 2)
 #: Submissions per call of the producer, and its pause between calls, in seconds: a stream
 #: that is still flowing when the primary dies.
 CHUNK, PAUSE_S = 10, 0.01
@@ -143,9 +144,11 @@ def in_flight(client: redis.Redis) -> int:
     )
 
 
+@pytest.mark.parametrize("run", range(1, RUNS + 1))
 @pytest.mark.parametrize("comeback", [False, True], ids=["primary-gone", "primary-returns"])
 def test_a_failover_mid_stream_loses_no_job_and_keeps_every_result_single(
     comeback: bool,
+    run: int,
     sentinels: SentinelSet,
     provider: SimulatedProvider,
     quick_policy: Path,
@@ -196,7 +199,8 @@ def test_a_failover_mid_stream_loses_no_job_and_keeps_every_result_single(
         workers_s = settled.resumed_after(killed_at)
         back_s = _rejoined(sentinels, old, reader) - restarted_at if comeback else None
         print(
-            f"\nSentinel failover ({'old primary returns' if comeback else 'primary gone'}): "
+            f"\nSentinel failover run {run} "
+            f"({'old primary returns' if comeback else 'primary gone'}): "
             f"{result.summary()}; in flight at the kill {held}, asked the provider twice "
             f"{asked_twice}; promotion {promoted_s:.1f} s, producer back {_s(producer_s)}, "
             f"workers settling again {_s(workers_s)}"
