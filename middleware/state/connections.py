@@ -18,7 +18,12 @@ from typing import Any, TypeVar
 
 import redis
 from redis.connection import SSLConnection, parse_url
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 
 from config.redis_url import SentinelAddress, is_sentinel_url, parse_sentinel_url
 from config.settings import Settings
@@ -46,8 +51,66 @@ def redis_pool(url: str, settings: Settings | None = None, **options: Any) -> re
     address = parse_sentinel_url(url)
     node = {**_node_options(address), **options}
     sentinel_options = _sentinel_options(node, settings)
-    manager = Sentinel(list(address.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    manager = NewestViewSentinel(list(address.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    tls = node.pop("ssl", False)
+    node["connection_class"] = FailoverSSLConnection if tls else FailoverConnection
     return SentinelConnectionPool(address.master, manager, **node)  # type: ignore[no-untyped-call]
+
+
+class NewestViewSentinel(Sentinel):
+    """Sentinels asked for the primary all at once, the newest view winning.
+
+    redis-py believes the first sentinel that names a primary. Right after a failover, a sentinel
+    that has not heard of it yet (sentinels spread a new configuration every 2 s) still names the
+    old primary, and if that node is back up already (restarted empty, not yet turned into a
+    replica), writes would go to it and be lost when it is demoted. Each sentinel's view carries
+    the configuration epoch it was made in: the highest one is the current primary. This costs
+    one round trip per sentinel, only when a connection is opened.
+    """
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        views: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for sentinel in self.sentinels:
+            try:
+                state = sentinel.sentinel_masters().get(service_name)  # type: ignore[no-untyped-call]
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                errors.append(f"{sentinel}: {error}")
+                continue
+            if state and self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
+                views.append(state)
+        if not views:
+            detail = f": {', '.join(errors)}" if errors else ""
+            raise MasterNotFoundError(f"no sentinel names a primary for {service_name!r}{detail}")
+        newest = max(views, key=lambda state: int(state.get("config-epoch", 0)))
+        return str(newest["ip"]), int(newest["port"])
+
+
+#: How Redis before 7 reports a script's write refused by a replica: inside a script error.
+_READONLY_IN_SCRIPT = "READONLY You can't write against a read only replica"
+
+
+class FailoverConnection(SentinelManagedConnection):
+    """A connection to the primary that treats every sign of a demoted primary alike.
+
+    redis-py turns a plain ``READONLY`` reply into ``ConnectionError`` (the connection then asks
+    the sentinels again); Redis 6 wraps the same refusal of a Lua script's write in a script
+    error (``ERR Error running script ... READONLY ...``), which is turned into one here too, so
+    that evalq's scripts (submit, settle, dead-letter) are retried on the new primary instead of
+    failing for good."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.ResponseError as error:
+            if not (self.connection_pool.is_master and _READONLY_IN_SCRIPT in str(error)):
+                raise
+            self.disconnect()  # type: ignore[no-untyped-call]
+            raise redis.ConnectionError("the primary was demoted; asking the sentinels") from error
+
+
+class FailoverSSLConnection(FailoverConnection, SSLConnection):
+    """``FailoverConnection`` over TLS."""
 
 
 def redis_client(url: str, settings: Settings | None = None, **options: Any) -> redis.Redis:

@@ -20,7 +20,7 @@ from config.settings import read_settings
 from middleware.abort import AbortWatcher, JobInterrupted
 from middleware.state import keys
 from middleware.state.aborts import request_abort
-from middleware.state.connections import redis_client
+from middleware.state.connections import redis_client, while_redis_away
 from middleware.state.settlement import settle
 from tests.support.requests import rule_request
 from tests.support.sentinel import SentinelSet
@@ -160,4 +160,50 @@ def test_a_submission_sent_again_after_its_reply_was_lost_is_the_same_one_job(
     assert handle.deduplicated is False
     assert client.redis.hlen(keys.queue_messages_key("evaluations.batch")) == 1
     assert client.redis.llen(keys.queue_key("evaluations.batch")) == 1
+    client.close()
+
+
+def test_a_planned_failover_moves_a_pooled_client_and_its_scripts_to_the_new_primary(
+    sentinels: SentinelSet,
+) -> None:
+    client = redis_client(sentinels.url, socket_timeout=1, socket_connect_timeout=0.5)
+    write = client.register_script("redis.call('SET', KEYS[1], ARGV[1]) return 1")
+    assert write(keys=["before"], args=["1"]) == 1  # a pooled connection to this primary
+    old = sentinels.node_on(sentinels.primary_port() or 0)
+    # A failover without a crash: the old primary lives on, demoted, and keeps its clients.
+    sentinel = redis.Redis(host="127.0.0.1", port=sentinels.sentinels[0].port)
+    sentinel.execute_command("SENTINEL FAILOVER", "evalq")
+    deadline = time.monotonic() + 30
+    while sentinels.role(old) != "slave":
+        assert time.monotonic() < deadline, sentinels.logs()
+        time.sleep(0.05)
+    assert while_redis_away(lambda: write(keys=["after"], args=["2"]), patience_s=20) == 1
+    new_primary = redis.Redis(host="127.0.0.1", port=sentinels.primary_port() or 0)
+    assert new_primary.get("after") == b"2"
+    assert new_primary.info("replication")["role"] == "master"
+    for connection in (client, sentinel, new_primary):
+        connection.close()
+
+
+def test_a_script_write_sent_to_a_replica_by_a_stale_sentinel_answer_lands_on_the_primary(
+    sentinels: SentinelSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = redis_client(sentinels.url, socket_timeout=1, socket_connect_timeout=0.5)
+    source = "redis.call('SET', KEYS[1], ARGV[1]) return 1"
+    write = client.register_script(source)
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    replica = ("127.0.0.1", sentinels.nodes["node-b"].port)
+    direct = redis.Redis(host=replica[0], port=replica[1])
+    direct.script_load(source)  # as the primary's SCRIPT LOAD would have reached it
+    direct.close()
+    real = pool.proxy.get_master_address
+    answers = iter([replica])  # the first answer names the replica, as a lagging sentinel would
+    monkeypatch.setattr(pool.proxy, "get_master_address", lambda: next(answers, None) or real())
+    # Redis 6 refuses a script's write on a replica inside a script error, not as READONLY;
+    # the connection reports it as the outage it is, so the write is sent again, to the primary.
+    assert while_redis_away(lambda: write(keys=["k"], args=["v"]), patience_s=10) == 1
+    primary = redis.Redis(host="127.0.0.1", port=sentinels.nodes["node-a"].port)
+    assert primary.get("k") == b"v"
+    primary.close()
     client.close()

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import pytest
 import redis
-from redis.sentinel import MasterNotFoundError, SentinelConnectionPool, SentinelManagedSSLConnection
+from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from config.settings import read_settings
 from middleware.state import connections
-from middleware.state.connections import redis_pool, sibling_pool, uses_sentinel, while_redis_away
+from middleware.state.connections import (
+    FailoverConnection,
+    FailoverSSLConnection,
+    NewestViewSentinel,
+    redis_pool,
+    sibling_pool,
+    uses_sentinel,
+    while_redis_away,
+)
 
 
 def test_a_node_url_gives_redis_pys_own_pool() -> None:
@@ -24,6 +32,7 @@ def test_a_sentinel_url_gives_a_pool_that_asks_the_sentinels_for_the_primary() -
     pool = redis_pool("redis+sentinel://:node-pw@s1:1,s2:2/evalq/4", settings)
     assert isinstance(pool, SentinelConnectionPool) and uses_sentinel(pool)
     assert pool.service_name == "evalq" and pool.is_master
+    assert pool.connection_class is FailoverConnection
     assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (4, "node-pw")
     assert "host" not in pool.connection_kwargs  # the sentinels say where the primary is
     sentinels = pool.sentinel_manager.sentinels
@@ -39,7 +48,7 @@ def test_rediss_sentinel_reaches_the_data_nodes_over_tls_and_the_sentinels_only_
 ):
     url = "rediss+sentinel://s1:1/evalq?ssl_cert_reqs=none"
     plain = redis_pool(url, read_settings())
-    assert plain.connection_class is SentinelManagedSSLConnection
+    assert plain.connection_class is FailoverSSLConnection
     assert plain.connection_kwargs["ssl_cert_reqs"] == "none"
     assert "ssl" not in plain.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
     tls = redis_pool(url, read_settings(redis_sentinel_tls=True))
@@ -94,3 +103,33 @@ def test_an_error_that_is_not_an_outage_is_raised_at_once() -> None:
     with pytest.raises(redis.ResponseError):
         while_redis_away(operation, patience_s=5)
     assert calls == [1]
+
+
+class _FakeSentinel:
+    def __init__(self, state: dict[str, object] | None = None, down: bool = False) -> None:
+        self.state, self.down = state, down
+
+    def sentinel_masters(self) -> dict[str, object]:
+        if self.down:
+            raise redis.ConnectionError("sentinel down")
+        return {"evalq": self.state} if self.state else {}
+
+
+def _view(port: int, epoch: int, **flags: bool) -> dict[str, object]:
+    return {"ip": "10.0.0.1", "port": port, "config-epoch": epoch, "is_master": True,
+            "is_sdown": False, "is_odown": False, "num-other-sentinels": 2, **flags}  # fmt: skip
+
+
+def test_the_sentinel_with_the_newest_configuration_names_the_primary() -> None:
+    manager = NewestViewSentinel([("s1", 1), ("s2", 2), ("s3", 3)])
+    # s1 has not heard of the failover yet and names the old primary, back up and empty.
+    manager.sentinels = [_FakeSentinel(_view(6379, 1)), _FakeSentinel(down=True),
+                         _FakeSentinel(_view(6380, 2))]  # fmt: skip
+    assert manager.discover_master("evalq") == ("10.0.0.1", 6380)
+
+
+def test_no_sentinel_naming_a_live_primary_is_master_not_found() -> None:
+    manager = NewestViewSentinel([("s1", 1), ("s2", 2)])
+    manager.sentinels = [_FakeSentinel(_view(6379, 3, is_odown=True)), _FakeSentinel(down=True)]
+    with pytest.raises(MasterNotFoundError, match="sentinel down"):
+        manager.discover_master("evalq")
