@@ -2,8 +2,9 @@
 
 A single node's URL (``redis://``, ``rediss://``, ``unix://``) gives redis-py's own pool. A
 Sentinel URL (``config.redis_url``) gives a ``SentinelConnectionPool``: each new connection asks
-the sentinels which node is the primary, a connection to a primary that was demoted fails with
-``ConnectionError`` (redis-py turns its ``READONLY`` replies into one), and idle connections are
+every sentinel which node is the primary and believes the newest view (``NewestViewSentinel``), a
+connection to a node that is no longer the primary fails with ``ConnectionError`` whether Redis
+refused a plain command or a Lua script's write (``FailoverConnection``), and idle connections are
 dropped as soon as one connection sees a new primary. The broker, its Lua scripts, the stores,
 the abort channel, the CLI, the client and the dashboard all reach Redis through a pool made
 here, so a failover moves them together; what each does while it happens (retry, wait, reconnect)
