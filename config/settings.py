@@ -13,11 +13,20 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
 from config.errors import ConfigurationError
+from config.redis_url import (
+    NODE_SCHEMES,
+    SENTINEL_SCHEMES,
+    compose_sentinel_url,
+    is_sentinel_url,
+    parse_sentinel_url,
+    parse_sentinels,
+)
 
 #: Where the shipped policy file lives.
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policies.toml")
@@ -44,7 +53,27 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         description="Redis URL. Unset: a running `evalq up` found from the working directory "
-        "(or EVALQ_DATA_DIR), else an error; `evalq up` and `evalq demo` start an embedded one.",
+        "(or EVALQ_DATA_DIR), else an error; `evalq up` and `evalq demo` start an embedded one. "
+        "A Sentinel set: redis+sentinel://[:password@]host:port[,host:port...]/master_name[/db] "
+        "(rediss+sentinel:// for TLS to the data nodes).",
+    )
+    redis_sentinels: str | None = Field(
+        default=None,
+        description="Sentinels that say which node is the primary, as host:port,host:port (with "
+        "EVALQ_REDIS_SENTINEL_MASTER). EVALQ_REDIS_URL, if also set, then only gives the data "
+        "nodes' password, database and TLS; its host is not used.",
+    )
+    redis_sentinel_master: str | None = Field(
+        default=None, description="The name the sentinels monitor the primary under."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the sentinels themselves (the data nodes' is in EVALQ_REDIS_URL). "
+        "Never logged.",
+    )
+    redis_sentinel_tls: bool = Field(
+        default=False,
+        description="Reach the sentinels over TLS, with the ssl_* options of EVALQ_REDIS_URL.",
     )
     env: Environment = Field(default="development", description="Deployment environment.")
     policy_file: Path = Field(default=DEFAULT_POLICY_FILE, description="Error-policy file (TOML).")
@@ -209,9 +238,41 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if is_sentinel_url(value):
+            parse_sentinel_url(value)
+        elif not value.startswith(NODE_SCHEMES):
+            raise ValueError(f"must start with {', '.join(NODE_SCHEMES + SENTINEL_SCHEMES)}")
         return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_list(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_sentinels(value)
+        return value
+
+    @model_validator(mode="after")
+    def _sentinel_url(self) -> Settings:
+        """With EVALQ_REDIS_SENTINELS, EVALQ_REDIS_URL becomes the one Sentinel URL everything
+        past the settings reads (a child process given it back gets the same URL)."""
+        sentinels, master = self.redis_sentinels, self.redis_sentinel_master
+        if sentinels is None and master is None:
+            return self
+        if sentinels is None or not master:
+            raise ValueError(
+                "EVALQ_REDIS_SENTINELS and EVALQ_REDIS_SENTINEL_MASTER go together: set both"
+            )
+        if self.redis_url is not None and is_sentinel_url(self.redis_url):
+            given = parse_sentinel_url(self.redis_url)
+            if (given.sentinels, given.master) != (parse_sentinels(sentinels), master):
+                raise ValueError(
+                    "EVALQ_REDIS_URL names other sentinels or another master than "
+                    "EVALQ_REDIS_SENTINELS/EVALQ_REDIS_SENTINEL_MASTER: set one of them"
+                )
+            return self
+        self.redis_url = compose_sentinel_url(sentinels, master, self.redis_url)
+        return self
 
     @field_validator("provider_base_url")
     @classmethod
@@ -306,7 +367,10 @@ def describe_error(error: ValidationError) -> str:
     """Render a settings validation error as one line per variable, naming the variable."""
     lines = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
+        if not item["loc"]:  # a check across fields names its variables itself
+            lines.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(item["loc"][0])
         variable = _variable_name(field)
         lines.append(f"{variable}: {item['msg']}")
     return "; ".join(lines)

@@ -137,14 +137,13 @@ def _ping_client(broker: Broker, timeout_s: float) -> Any:
 
     Built at boot, not at construction: ``evalq`` commands repoint the broker's pool after the
     broker was built. Its own pool, so a stuck broker connection cannot also stall the beat."""
+    # Imported here: the liveness probe (``python -m middleware.heartbeat``) needs no Redis.
+    from middleware.state.connections import sibling_pool
+
     client = broker.client  # type: ignore[attr-defined]
-    pool = client.connection_pool
-    kwargs = {
-        **pool.connection_kwargs,
-        "socket_timeout": timeout_s,
-        "socket_connect_timeout": timeout_s,
-    }
-    own_pool = type(pool)(connection_class=pool.connection_class, **kwargs)
+    own_pool = sibling_pool(
+        client.connection_pool, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
     return type(client)(connection_pool=own_pool)
 
 

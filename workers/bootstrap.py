@@ -44,6 +44,7 @@ from middleware.job_history import JobHistory
 from middleware.redelivery import Redelivery
 from middleware.sentry import init_sentry
 from middleware.state.broker import EvalqRedisBroker
+from middleware.state.connections import redis_pool
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import History
 from middleware.state.keys import DRAMATIQ_NAMESPACE
@@ -204,9 +205,9 @@ def build_broker(
         except NoRedisError as missing:
             pool = unresolved_pool(missing)
         else:
-            pool = redis.ConnectionPool.from_url(url)
+            pool = redis_pool(url, settings)
     else:
-        pool = redis.ConnectionPool.from_url(url)
+        pool = redis_pool(url, settings)
     client = redis.Redis(connection_pool=pool)
     dead_letters = build_dead_letters(settings, client)
     middleware = build_middleware(
@@ -255,15 +256,19 @@ def imported_by_dramatiq_worker() -> bool:
     return False
 
 
-def repoint(broker: RedisBroker, url: str) -> None:
-    """Point an already-built broker (and everything sharing its connection pool) at ``url``.
+def repoint(broker: RedisBroker, url: str, settings: Settings | None = None) -> None:
+    """Point an already-built broker (and everything sharing its client) at ``url``.
 
     ``evalq`` commands find or start their Redis after the broker was built; the broker, its
-    Lua scripts, the result store, history and the dead-letter store all share one connection
-    pool, so swapping the pool's address before first use moves all of them at once.
+    Lua scripts, the result store, history, the dead-letter store and the abort watcher all hold
+    the broker's one client, so giving that client a new pool before first use moves all of them
+    at once. The pool comes from the one factory (``redis_pool``): ``url`` may name a Sentinel
+    set, whose pool is of another class than a single node's. ``settings`` give the sentinels'
+    password and TLS (default: the broker's own settings).
     """
-    pool = broker.client.connection_pool
-    fresh = redis.ConnectionPool.from_url(url)
-    pool.connection_class = fresh.connection_class
-    pool.connection_kwargs = fresh.connection_kwargs
-    pool.reset()
+    if settings is None:
+        runtime = getattr(broker, "runtime", None)
+        settings = runtime.settings if runtime is not None else None
+    old = broker.client.connection_pool
+    broker.client.connection_pool = redis_pool(url, settings)
+    old.disconnect()

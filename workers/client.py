@@ -27,6 +27,8 @@ from pydantic import TypeAdapter
 from config.settings import Settings, read_settings
 from middleware.state import keys
 from middleware.state.aborts import AbortOutcome, request_abort
+from middleware.state.connections import redis_client as connect_redis
+from middleware.state.connections import while_redis_away
 from middleware.state.jobs import TERMINAL_STATES, now_ms
 from middleware.state.keys import job_key
 from middleware.state.scripts import scripts_for
@@ -42,6 +44,9 @@ Lane = SubmitLane
 
 #: Submissions per round trip to Redis in ``submit_many``.
 SUBMIT_CHUNK = 500
+#: How long a submission keeps trying while Redis is unreachable (a restart, a Sentinel
+#: failover), in seconds, before its error reaches the caller.
+SUBMIT_PATIENCE_S = 30.0
 #: The actor and queue of each evaluation lane.
 LANE_ACTORS: dict[str, tuple[str, str]] = {
     "live": ("run_live_evaluation", LIVE_QUEUE),
@@ -90,7 +95,7 @@ class Evalq:
 
     def __init__(self, settings: Settings, *, redis_client: redis.Redis | None = None) -> None:
         self.settings = settings
-        self.redis = redis_client or redis.Redis.from_url(find_redis_url(settings))
+        self.redis = redis_client or connect_redis(find_redis_url(settings), settings)
         self.results = ResultStore(self.redis, ttl_s=settings.result_ttl_s)
         self._script = scripts_for(self.redis).submit
 
@@ -213,18 +218,24 @@ class Evalq:
                 _submission(*job).script_call(dedup, now_ms=now, job_ttl_s=ttl)
                 for job in jobs[start : start + SUBMIT_CHUNK]
             ]
-            if len(calls) == 1:
-                replies = [self._script(keys=calls[0][0], args=calls[0][1])]
-            else:
-                pipe = self.redis.pipeline(transaction=False)
-                for script_keys, args in calls:
-                    self._script(keys=script_keys, args=args, client=pipe)
-                replies = pipe.execute()
+            # A chunk that fails part-way is sent again as it is: the same job ids and keys, so
+            # the script reports the jobs it enqueued the first time as enqueued, not again.
+            replies = while_redis_away(
+                lambda calls=calls: self._run_submits(calls), patience_s=SUBMIT_PATIENCE_S
+            )
             handles.extend(
                 JobHandle(keys.text(job_id), deduplicated=bool(duplicate), client=self)
                 for job_id, duplicate in replies
             )
         return handles
+
+    def _run_submits(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        if len(calls) == 1:
+            return [self._script(keys=calls[0][0], args=calls[0][1])]
+        pipe = self.redis.pipeline(transaction=False)
+        for script_keys, args in calls:
+            self._script(keys=script_keys, args=args, client=pipe)
+        return pipe.execute()
 
     # --- following -----------------------------------------------------------------------
 

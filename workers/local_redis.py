@@ -27,6 +27,7 @@ import redis
 
 from config.errors import ConfigurationError
 from config.settings import Settings
+from middleware.state.connections import redis_client
 from workers.embedded_redis import EmbeddedRedis
 
 ADVERT_FILE = "up.json"
@@ -65,7 +66,7 @@ def advertised_url(data_dir: Path) -> str | None:
         advert = json.loads((data_dir / ADVERT_FILE).read_text())
         os.kill(int(advert["pid"]), 0)
         url = str(advert["redis_url"])
-        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client = redis_client(url, socket_connect_timeout=1)
         try:
             client.ping()
         finally:

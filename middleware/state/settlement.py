@@ -16,10 +16,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from dramatiq.broker import MessageProxy
 
-from middleware.state import keys
+from middleware.state import connections, keys
 from middleware.state.jobs import RETRYING, RUNNING
 
 # Settling is the error policy's work, logged where operators read the error policy's decisions.
@@ -126,9 +125,8 @@ def is_settled(message: MessageProxy) -> bool:
     return bool(getattr(message, "_evalq_settled", False))
 
 
-#: Redis errors that pass: retried until Redis answers again.
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
-             redis.exceptions.BusyLoadingError)  # fmt: skip
+#: Redis errors that pass: retried until Redis answers again (across a Sentinel failover too).
+TRANSIENT = connections.TRANSIENT
 
 
 def settle(message: MessageProxy, operation: Callable[[], Any]) -> Any:

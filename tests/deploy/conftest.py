@@ -22,7 +22,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
-OVERLAYS = ("dev", "production")
+OVERLAYS = ("dev", "production", "production-sentinel")
+#: The overlays that scale workers with KEDA: one Redis, or Redis behind Sentinel.
+AUTOSCALED = ("production", "production-sentinel")
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KEDA_CHECK = Path(__file__).parent / "keda"
 KEDA_INSTALL = REPO_ROOT / ".tools" / "keda"

@@ -16,6 +16,7 @@ from config.policy import load_policy
 from config.settings import DEFAULT_POLICY_FILE, Settings
 from middleware.state import keys
 from tests.deploy.conftest import (
+    AUTOSCALED,
     DEPLOY,
     OVERLAYS,
     Manifest,
@@ -84,10 +85,11 @@ def test_every_declared_queue_has_exactly_one_worker_deployment_and_nothing_else
     assert set(consumed.values()) == {1}
 
 
+@pytest.mark.parametrize("overlay", AUTOSCALED)
 def test_every_worker_deployment_has_exactly_one_scaled_object_in_production(
-    rendered: dict[str, list[Manifest]],
+    rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
-    objects = rendered["production"]
+    objects = rendered[overlay]
     targets = Counter(s["spec"]["scaleTargetRef"]["name"] for s in of_kind(objects, "ScaledObject"))
     assert targets == Counter(d["metadata"]["name"] for d in workers_of(objects))
     # KEDA's HPA owns the count: no replicas field for `kubectl apply` to reset.
@@ -124,11 +126,12 @@ def scaled_objects_by_queue(objects: list[Manifest]) -> dict[str, Manifest]:
     }
 
 
+@pytest.mark.parametrize("overlay", AUTOSCALED)
 def test_keda_watches_the_hashes_of_the_queue_and_its_delay_queue_in_the_brokers_namespace(
-    rendered: dict[str, list[Manifest]],
+    rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
     assert workers.broker.namespace == keys.DRAMATIQ_NAMESPACE
-    for queue, scaled in scaled_objects_by_queue(rendered["production"]).items():
+    for queue, scaled in scaled_objects_by_queue(rendered[overlay]).items():
         watched = {t["metadata"]["listName"] for t in scaled["spec"]["triggers"]}
         assert watched == {
             f"{keys.DRAMATIQ_NAMESPACE}:{queue}.msgs",
@@ -152,10 +155,11 @@ def test_the_watched_keys_count_what_dramatiq_really_enqueues_and_delays(
     assert (redis_client.hlen(ready_key), redis_client.hlen(delayed_key)) == (1, 1)
 
 
+@pytest.mark.parametrize("overlay", AUTOSCALED)
 def test_the_lane_target_per_pod_is_its_thread_count_and_live_stays_warm(
-    rendered: dict[str, list[Manifest]],
+    rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
-    objects = rendered["production"]
+    objects = rendered[overlay]
     deployments = {queue_of(d): d for d in workers_of(objects)}
     for queue, scaled in scaled_objects_by_queue(objects).items():
         threads = option(container(deployments[queue])["command"], "--threads")

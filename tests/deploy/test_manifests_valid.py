@@ -14,7 +14,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import OVERLAYS, Manifest, of_kind, validate_keda, workers_of
+from tests.deploy.conftest import (
+    AUTOSCALED,
+    OVERLAYS,
+    Manifest,
+    of_kind,
+    validate_keda,
+    workers_of,
+)
 
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 KUBERNETES_VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
@@ -63,10 +70,11 @@ def keda_objects(objects: list[Manifest]) -> list[Manifest]:
     return [o for o in objects if o["apiVersion"].startswith("keda.sh/")]
 
 
+@pytest.mark.parametrize("overlay", AUTOSCALED)
 def test_the_keda_objects_are_valid_against_kedas_crd_models(
-    rendered: dict[str, list[Manifest]], keda_validator: Path
+    rendered: dict[str, list[Manifest]], keda_validator: Path, overlay: str
 ) -> None:
-    objects = keda_objects(rendered["production"])
+    objects = keda_objects(rendered[overlay])
     assert {o["kind"] for o in objects} == KEDA_KINDS
     reports = validate_keda(keda_validator, objects)
     assert len(reports) == len(objects)
@@ -112,24 +120,43 @@ REDIS_AUTH_PARAMETERS = {
     "cert",
     "key",
 }
+# The redis-sentinel scaler's: several sentinels instead of one address, and the master's name.
+SENTINEL_SCALER_KEYS = (REDIS_SCALER_KEYS - {"address", "addressFromEnv", "host", "hostFromEnv",
+                        "port", "portFromEnv"}) | {"addresses", "addressesFromEnv", "hosts",
+                        "ports", "sentinelMaster", "sentinelMasterFromEnv",
+                        "sentinelUsernameFromEnv", "sentinelPasswordFromEnv"}  # fmt: skip
+SENTINEL_AUTH_PARAMETERS = (REDIS_AUTH_PARAMETERS - {"address", "host", "port"}) | {
+    "addresses", "hosts", "ports", "sentinelUsername", "sentinelPassword", "sentinelMaster",
+}  # fmt: skip
+#: Per overlay: the trigger type, the keys its metadata may hold, its authentication parameters
+#: and those of them that must be there to find Redis.
+SCALERS = {
+    "production": ("redis", REDIS_SCALER_KEYS, REDIS_AUTH_PARAMETERS, {"address"}),
+    "production-sentinel": (
+        "redis-sentinel", SENTINEL_SCALER_KEYS, SENTINEL_AUTH_PARAMETERS,
+        {"addresses", "sentinelMaster"},
+    ),
+}  # fmt: skip
 
 
+@pytest.mark.parametrize("overlay", AUTOSCALED)
 def test_every_trigger_is_a_redis_trigger_the_scaler_understands(
-    rendered: dict[str, list[Manifest]],
+    rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
-    objects = rendered["production"]
+    kind, scaler_keys, auth_parameters, required = SCALERS[overlay]
+    objects = rendered[overlay]
     auths = {a["metadata"]["name"]: a for a in of_kind(objects, "TriggerAuthentication")}
     for scaled in of_kind(objects, "ScaledObject"):
         for trigger in scaled["spec"]["triggers"]:
             metadata: dict[str, Any] = trigger["metadata"]
-            assert trigger["type"] == "redis"
-            assert set(metadata) <= REDIS_SCALER_KEYS, set(metadata) - REDIS_SCALER_KEYS
+            assert trigger["type"] == kind
+            assert set(metadata) <= scaler_keys, set(metadata) - scaler_keys
             assert all(isinstance(v, str) for v in metadata.values()), metadata
             assert int(metadata["listLength"]) > 0
             assert int(metadata["activationListLength"]) == 0
             # The scaler finds Redis through the TriggerAuthentication, never a literal address.
-            assert not {"address", "host", "port"} & set(metadata)
+            assert not {"address", "addresses", "host", "hosts", "port", "ports"} & set(metadata)
             auth = auths[trigger["authenticationRef"]["name"]]
             parameters = {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]}
-            assert "address" in parameters or "host" in parameters
-            assert parameters <= REDIS_AUTH_PARAMETERS
+            assert required <= parameters, required - parameters
+            assert parameters <= auth_parameters, parameters - auth_parameters

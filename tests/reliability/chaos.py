@@ -19,6 +19,7 @@ import psutil
 import redis
 
 from middleware.state import keys
+from middleware.state.connections import redis_client
 from middleware.state.jobs import TERMINAL_STATES, History
 from middleware.worker_registry import live_workers
 from tests.support.pools import WorkerPools
@@ -91,9 +92,7 @@ class LanePools:
         leader = self.pools.group.pids()[name]
         deadline = began + timeout
         while True:
-            registered = {
-                w["pid"] for w in live_workers(redis.Redis.from_url(self.pools.redis_url))
-            }
+            registered = {w["pid"] for w in self._live_workers()}
             children = _children(leader)
             if len(children) >= self.processes[queue] and children <= registered:
                 return time.monotonic() - began
@@ -103,6 +102,13 @@ class LanePools:
                     f"pool {name} for {queue} did not start (exit {code}):\n{self.pools.log(name)}"
                 )
             time.sleep(0.05)
+
+    def _live_workers(self) -> list[dict[str, Any]]:
+        client = redis_client(self.pools.redis_url)  # a Sentinel URL too
+        try:
+            return live_workers(client)
+        finally:
+            client.close()
 
     def kill(self, queue: str) -> None:
         """SIGKILL ``queue``'s whole pool (the dramatiq main process and every worker) and wait

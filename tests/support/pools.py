@@ -6,8 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-import redis
-
+from middleware.state.connections import redis_client
 from middleware.worker_registry import live_workers
 from workers.process_group import ProcessGroup
 
@@ -75,7 +74,11 @@ class WorkerPools:
         self.group.stop(timeout=15)
 
     def _worker_count(self) -> int:
-        return len(live_workers(redis.Redis.from_url(self.redis_url)))
+        client = redis_client(self.redis_url)  # a Sentinel URL too
+        try:
+            return len(live_workers(client))
+        finally:
+            client.close()
 
     def _wait_for_workers(self, expected: int, name: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -49,12 +49,11 @@ def dashboard_beside(url: str, console: Console) -> Iterator[None]:
     """Serve the dashboard on a thread while ``evalq up`` / ``evalq demo`` run, on the Redis at
     ``url``; print its address. A dashboard that cannot start is reported and skipped: the worker
     pools are the command's main job."""
-    import redis
-
     from dashboard.auth import BindRefused
     from dashboard.server import DashboardServer
+    from middleware.state.connections import redis_client
 
-    client = redis.Redis.from_url(url)
+    client = redis_client(url, workers.settings)
     try:
         server = DashboardServer(workers.settings, client, workers.policy, fallback_port=True)
         server.start()

@@ -1,6 +1,7 @@
 -- submit: claim an idempotency key and enqueue a new job, unless the job holding the key makes
 -- this submission its duplicate (workers/deduplication.py). Returns {holder's job id, 1} for a
--- duplicate, {new job id, 0} when the new job claimed the key and was enqueued.
+-- duplicate, {new job id, 0} when the new job claimed the key and was enqueued, or when this
+-- very job holds it already (a submission retried after its reply was lost, in a failover).
 --
 -- KEYS[1] idem_key         the idempotency key (a string: the job id of the job holding it)
 -- KEYS[2] job_key          the new job's state hash
@@ -49,6 +50,8 @@ local now = tonumber(now_ms)
 -- @include job_index
 
 local holder = redis.call('GET', idem_key)
+-- The same submission again: it was enqueued, whatever its job has done since.
+if holder == job_id then return {job_id, 0} end
 if holder then
   local record = redis.call('HMGET', job_prefix .. holder, 'state', 'claimed_at', 'running_until')
   local state = record[1]

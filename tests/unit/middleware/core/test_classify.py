@@ -531,3 +531,24 @@ def test_facts_of_every_link_are_what_classify_matches_on(shipped: Policy) -> No
         "capability_not_supported",
         1,
     )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "redis.exceptions.ConnectionError",  # the primary died under an open connection
+        "redis.sentinel.MasterNotFoundError",  # the sentinels have not agreed on a new one yet
+        "redis.exceptions.ReadOnlyError",  # a demoted primary, through a plain connection
+        "redis.exceptions.TimeoutError",
+    ],
+)
+def test_what_redis_py_raises_during_a_sentinel_failover_is_store_unavailable(
+    shipped: Policy, error: str
+) -> None:
+    import importlib
+
+    module, _, name = error.rpartition(".")
+    raised = getattr(importlib.import_module(module), name)("failover")
+    wrapped = RuntimeError("could not write the result")
+    wrapped.__cause__ = raised
+    assert classify(wrapped, shipped, now=NOW).category == "store_unavailable"
