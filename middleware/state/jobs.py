@@ -126,6 +126,26 @@ def attempt_record(
     }
 
 
+def start_call(
+    job_id: str,
+    *,
+    ttl_s: int,
+    queue: str,
+    actor: str,
+    running_until: int,
+    enqueued_at: int | None = None,
+    worker: str = "",
+    redis_message_id: str = "",
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of ``lua/start.lua`` (``History.start_attempt``)."""
+    script_keys = [keys.attempt_counter_key(job_id), keys.job_key(job_id), keys.abort_key(job_id)]
+    args = [
+        job_id, ttl_s, queue, actor, now_ms(), running_until, RUNNING, enqueued_at or "",
+        keys.JOB_INDEX_PREFIX, worker, redis_message_id,
+    ]  # fmt: skip
+    return script_keys, args
+
+
 class History:
     """Reads and writes job states and attempt timelines, and keeps the job index in step.
 
@@ -194,17 +214,11 @@ class History:
         recorded for the dashboard. Returns the attempt's number and whether an operator asked
         to abort the job.
         """
-        n, aborted = self._start(
-            keys=[
-                keys.attempt_counter_key(job_id),
-                keys.job_key(job_id),
-                keys.abort_key(job_id),
-            ],
-            args=[
-                job_id, self.ttl_s, queue, actor, now_ms(), running_until, RUNNING,
-                enqueued_at or "", keys.JOB_INDEX_PREFIX, worker, redis_message_id,
-            ],
+        script_keys, args = start_call(
+            job_id, ttl_s=self.ttl_s, queue=queue, actor=actor, running_until=running_until,
+            enqueued_at=enqueued_at, worker=worker, redis_message_id=redis_message_id,
         )  # fmt: skip
+        n, aborted = self._start(keys=script_keys, args=args)
         return int(n), bool(aborted)
 
     def uncount_attempt(self, job_id: str) -> None:

@@ -10,7 +10,7 @@ import redis
 
 from middleware.state import keys
 from middleware.state.group_commit import GroupCommit
-from middleware.state.jobs import History
+from middleware.state.jobs import History, start_call
 from middleware.state.scripts import scripts_for
 
 pytestmark = pytest.mark.integration
@@ -96,10 +96,10 @@ def test_a_call_that_fails_fails_alone(redis_url: str) -> None:
         barrier.wait()
         try:
             if good:
-                answers.append(group(
-                    keys=[keys.attempt_counter_key("g"), keys.job_key("g"), keys.abort_key("g")],
-                    args=["g", 60, "default", "a", 1, 2, "running", "", keys.JOB_INDEX_PREFIX],
-                ))  # fmt: skip
+                script_keys, args = start_call(
+                    "g", ttl_s=60, queue="default", actor="a", running_until=2**40
+                )
+                answers.append(group(keys=script_keys, args=args))
             else:
                 answers.append(group(keys=["k"], args=[]))  # too few keys and arguments
         except redis.RedisError as error:
