@@ -57,20 +57,17 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     venv = root / "venv"
     run(uv(), "venv", "--quiet", "--python", sys.executable, str(venv))
     python = str(venv / "bin" / "python")
-    # --offline: everything comes from the cache `make sync` filled; same pins, same hashes.
-    run(
-        uv(),
-        "pip",
-        "install",
-        "--quiet",
-        "--offline",
-        "--python",
-        python,
-        "--require-hashes",
-        "--no-deps",
-        "-r",
-        str(requirements),
-    )
+    # Same pins, same hashes as `make sync`. Offline first (the cache `make sync` filled); a
+    # cache without the index's metadata for them (uv keeps that only for what it resolved
+    # itself) needs the package index, as the image build does.
+    install = [uv(), "pip", "install", "--quiet", "--python", python, "--require-hashes",
+               "--no-deps", "-r", str(requirements)]  # fmt: skip
+    try:
+        run(*install, "--offline")
+    except AssertionError as offline:
+        if "not found in the cache" not in str(offline):
+            raise
+        run(*install)
     run(uv(), "pip", "install", "--quiet", "--offline", "--python", python, "--no-deps", str(wheel))
     yield wheel, venv
 
