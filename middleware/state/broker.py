@@ -41,12 +41,17 @@ from middleware.core.message_shape import (
 )
 from middleware.state import keys
 from middleware.state.dead_letter_record import DeadLetterRecord
+from middleware.state.connections import while_redis_away
 from middleware.state.dead_letters import AckTarget, DeadLetters
 from middleware.state.jobs import QUEUED
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import is_settled
 
 logger = logging.getLogger("evalq.broker")
+
+#: How long an actor's ``send()`` keeps trying while Redis is unreachable (a restart, a Sentinel
+#: failover), in seconds, before its error reaches the caller.
+SEND_PATIENCE_S = 30.0
 
 
 class MalformedMessage(CategorizedError):
@@ -95,7 +100,10 @@ class EvalqRedisBroker(RedisBroker):
             )
         self.emit_before("enqueue", message, delay)
         script_keys, args = send_call(message, job_ttl_s=self.job_ttl_s)
-        scripts_for(self.client).send(keys=script_keys, args=args)
+        send = scripts_for(self.client).send
+        # Resent, the same delivery is enqueued once (the script checks): a send() waits out a
+        # Redis restart or a Sentinel failover rather than fail, and never makes two jobs.
+        while_redis_away(lambda: send(keys=script_keys, args=args), patience_s=SEND_PATIENCE_S)
         self.emit_after("enqueue", message, delay)
         return message
 

@@ -1,6 +1,7 @@
 -- send: Dramatiq's enqueue of one message and, for a job entering the broker for the first time,
 -- its `queued` record and job index entries, in one step (EvalqRedisBroker.enqueue: an actor's
--- send() costs one round trip, as in Dramatiq). Returns 1.
+-- send() costs one round trip, as in Dramatiq). Returns 1; 0, writing nothing, when this
+-- delivery is in its queue already (the same send, resent after its reply was lost).
 --
 -- KEYS[1] queue_list       Dramatiq's list of the queue's message ids (or the delay queue's)
 -- KEYS[2] queue_messages   Dramatiq's hash of that queue's payloads
@@ -28,6 +29,7 @@ local FIRST_FIELD = 8
 -- @include enqueue
 -- @include job_index
 
+if redis.call('HEXISTS', queue_messages, redis_message_id) == 1 then return 0 end
 enqueue(queue_list, queue_messages, redis_message_id, data)
 if record == '1' then
   write_job(job_key, job_id, enqueued_at, ttl_s, FIRST_FIELD)

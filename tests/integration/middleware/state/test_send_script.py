@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -72,3 +74,47 @@ def test_a_message_of_a_known_job_is_enqueued_without_touching_its_record(
     job = History(redis_client).show(first.message_id)
     assert job is not None and job["state"] == "retrying"
     assert redis_client.llen(keys.queue_key("default")) == 2
+
+
+def test_the_same_delivery_sent_twice_is_enqueued_once(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    from middleware.state.broker import send_call
+    from middleware.state.scripts import scripts_for
+
+    message = flaky_with_one_retry.message("resent").copy(options={"redis_message_id": "d-1"})
+    script_keys, args = send_call(message, job_ttl_s=60)
+    send = scripts_for(redis_client).send
+    assert send(keys=script_keys, args=args) == 1
+    assert send(keys=script_keys, args=args) == 0  # its reply was lost: sent again
+    assert redis_client.lrange(keys.queue_key("default"), 0, -1) == [b"d-1"]
+
+
+def test_a_send_waits_out_a_redis_outage_and_makes_one_job(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    import threading
+    from urllib.parse import urlparse
+
+    from tests.support.tcp_proxy import TcpProxy
+    from workers.bootstrap import repoint
+
+    plain = urlparse(redis_url)
+    with TcpProxy((plain.hostname or "127.0.0.1", plain.port or 6379)) as proxy:
+        repoint(workers.broker, proxy.url)
+        try:
+            flaky_with_one_retry.send("before the outage")
+            cutter = threading.Timer(0.0, proxy.cut, args=(1.5,))
+            cutter.start()
+            cutter.join()
+            started = time.monotonic()
+            message = flaky_with_one_retry.send("during the outage")
+            waited = time.monotonic() - started
+        finally:
+            repoint(workers.broker, redis_url)
+    job = History(redis_client).show(message.message_id)
+    assert job is not None and job["state"] == "queued"
+    ids = redis_client.lrange(keys.queue_key("default"), 0, -1)
+    assert ids.count(message.options["redis_message_id"].encode()) == 1
+    assert len(ids) == 2
+    assert waited > 1.0  # it met the outage, and waited it out
