@@ -54,21 +54,30 @@ class GroupCommit:
     def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The script's result for ``keys`` and ``args``, or the error it raised."""
         call = _Call(keys, args)
-        with self._cond:
-            self._pending.append(call)
-            while self._sending and not call.finished:
-                self._cond.wait()
-            if call.finished:
-                return call.outcome()
-            # No round trip in flight: send every waiting call, this one among them.
-            self._sending = True
-            group, self._pending = self._pending, []
+        sending, group = False, []
         try:
+            with self._cond:
+                self._pending.append(call)
+                while self._sending and not call.finished:
+                    self._cond.wait()
+                if call.finished:
+                    return call.outcome()
+                # No round trip in flight: send every waiting call, this one among them. The
+                # flag is ours before it is set, so that an interrupt (a time limit, an abort)
+                # landing anywhere after still hands the sending on in the finally below.
+                sending = True
+                self._sending = True
+                group, self._pending = self._pending, []
             self._send(group)
         finally:
-            with self._cond:
-                self._sending = False
-                self._cond.notify_all()
+            if sending:
+                with self._cond:
+                    for unsent in group:
+                        if not unsent.finished:  # the sender was interrupted before _send ended
+                            unsent.error = redis.ConnectionError("its round trip was interrupted")
+                            unsent.finished = True
+                    self._sending = False
+                    self._cond.notify_all()
         return call.outcome()
 
     def _send(self, group: list[_Call]) -> None:

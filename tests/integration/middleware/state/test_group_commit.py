@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from middleware.state import keys
-from middleware.state.group_commit import GroupCommit
+from middleware.state.group_commit import GroupCommit, _Call
 from middleware.state.jobs import History, start_call
 from middleware.state.scripts import scripts_for
 
@@ -112,3 +112,33 @@ def test_a_call_that_fails_fails_alone(redis_url: str) -> None:
         thread.join(timeout=30)
     assert len(errors) == 1 and len(answers) == 5
     assert int(client.get(keys.attempt_counter_key("g"))) == 5
+
+
+def test_a_sender_interrupted_mid_round_trip_hands_the_sending_on(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    script = scripts_for(client).start
+    group = GroupCommit(client, script)
+
+    class Interrupt(BaseException):
+        pass
+
+    original = group._send
+
+    def interrupted(calls):  # type: ignore[no-untyped-def]
+        raise Interrupt  # as a time limit landing in the sender's round trip would
+
+    group._send = interrupted  # type: ignore[method-assign]
+    script_keys, args = start_call("i", ttl_s=60, queue="default", actor="a", running_until=2**40)
+    # A follower waits in the group the sender took.
+    follower = _Call(script_keys, args)
+    group._pending = [follower]
+    with pytest.raises(Interrupt):
+        group(keys=script_keys, args=args)
+    group._send = original  # type: ignore[method-assign]
+    # The follower got an error it retries on (its round trip may not have run), not silence.
+    assert follower.finished
+    assert isinstance(follower.error, redis.ConnectionError)
+    # The next caller is not left waiting for a round trip nobody is making.
+    done = threading.Event()
+    threading.Thread(target=lambda: (group(keys=script_keys, args=args), done.set())).start()
+    assert done.wait(5)
