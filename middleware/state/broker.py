@@ -40,8 +40,8 @@ from middleware.core.message_shape import (
     raw_excerpt,
 )
 from middleware.state import keys
-from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.connections import while_redis_away
+from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.dead_letters import AckTarget, DeadLetters
 from middleware.state.jobs import QUEUED
 from middleware.state.scripts import scripts_for
