@@ -52,6 +52,7 @@ from middleware.state.jobs import (
     RETRYING,
     SUCCEEDED,
     History,
+    Started,
     attempt_record,
     now_ms,
 )
@@ -160,7 +161,7 @@ class ErrorPolicy(dramatiq.Middleware):
         time_limit = int(_option(broker, message, "time_limit") or DEFAULT_TIME_LIMIT_MS)
         running_until = now_ms() + time_limit + RUNNING_GRACE_MS
 
-        def start() -> tuple[int, bool]:
+        def start() -> Started:
             return self.history.start_attempt(
                 job_id, queue=queue, actor=actor, running_until=running_until,
                 enqueued_at=message.message_timestamp, worker=worker_id(),
@@ -168,14 +169,22 @@ class ErrorPolicy(dramatiq.Middleware):
             )  # fmt: skip
 
         self._enter(message, alone=False)
-        n, aborted = settle(message, start)
-        if aborted:
+        started = settle(message, start)
+        n = started.n
+        if started.aborted:
             self._refuse(broker, message, "aborted", "aborted by an operator before it ran")
         attempt = begin(n, message.options, started_at=now_ms())
-        for lost in attempt.lost:
-            self.history.record_attempt(
-                job_id, attempt_record(lost, started_at=None, outcome="crashed", category="crashed")
-            )
+        if attempt.lost:
+            # The job's last start is the attempt just before this one: its worker died.
+            lost = [
+                attempt_record(
+                    k, started_at=started.previous_started_at if k == n - 1 else None,
+                    outcome="crashed", category="crashed",
+                    worker=started.previous_worker if k == n - 1 else None,
+                )
+                for k in attempt.lost
+            ]  # fmt: skip
+            settle(message, lambda: self.history.record_lost_attempts(job_id, lost))
         if attempt.lost:
             logger.warning(
                 "job %s: %d attempt(s) started but never finished (worker died); now attempt %d",
@@ -203,7 +212,7 @@ class ErrorPolicy(dramatiq.Middleware):
         message._evalq_attempt = attempt  # type: ignore[attr-defined]
 
     def _start_alone(
-        self, broker: Broker, message: MessageProxy, start: Callable[[], tuple[int, bool]]
+        self, broker: Broker, message: MessageProxy, start: Callable[[], Started]
     ) -> tuple[int, bool]:
         """Count the attempt of a job that was in flight when its worker died again, once it
         runs alone in this process (see ``middleware.isolation``); its time limit starts then."""
@@ -215,8 +224,8 @@ class ErrorPolicy(dramatiq.Middleware):
         for middleware in broker.middleware:
             if isinstance(middleware, TimeLimit):
                 middleware.before_process_message(broker, message)  # type: ignore[no-untyped-call]
-        started: tuple[int, bool] = settle(message, start)
-        return started
+        started: Started = settle(message, start)
+        return started.n, started.aborted
 
     def _retry_options(self, broker: Broker, message: MessageProxy) -> RetryOptions:
         """The retry options in force for ``message``: its own, else its actor's. An actor's

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, NamedTuple, get_args
 
 import redis
 
@@ -126,6 +126,17 @@ def attempt_record(
     }
 
 
+class Started(NamedTuple):
+    """What ``History.start_attempt`` found: the attempt's number, whether an operator asked to
+    abort the job, and the worker (``host:pid``) and start (ms) of the job's previous start, if
+    any: the attempt that died, when that start never got an outcome."""
+
+    n: int
+    aborted: bool
+    previous_worker: str | None = None
+    previous_started_at: int | None = None
+
+
 def start_call(
     job_id: str,
     *,
@@ -203,7 +214,7 @@ class History:
         enqueued_at: int | None = None,
         worker: str = "",
         redis_message_id: str = "",
-    ) -> tuple[int, bool]:
+    ) -> Started:
         """Count a new attempt and record it as running, in one round trip (shared with the
         starts other threads of the process make at the same moment).
 
@@ -211,20 +222,36 @@ class History:
         passed: a job still ``running`` after it is known to be dead. ``enqueued_at`` (the
         message timestamp) indexes a job the job index does not know yet. ``worker`` (the
         process running it) and ``redis_message_id`` (its delivery, holding its payload) are
-        recorded for the dashboard. Returns the attempt's number and whether an operator asked
-        to abort the job.
+        recorded for the dashboard. Returns the attempt's number, whether an operator asked to
+        abort the job, and the worker and start of the job's previous start (see ``Started``).
         """
         script_keys, args = start_call(
             job_id, ttl_s=self.ttl_s, queue=queue, actor=actor, running_until=running_until,
             enqueued_at=enqueued_at, worker=worker, redis_message_id=redis_message_id,
         )  # fmt: skip
-        n, aborted = self._start(keys=script_keys, args=args)
-        return int(n), bool(aborted)
+        n, aborted, worker_before, started_before = self._start(keys=script_keys, args=args)
+        return Started(
+            n=int(n),
+            aborted=bool(aborted),
+            previous_worker=keys.text(worker_before) or None,
+            previous_started_at=int(started_before) if started_before else None,
+        )
 
     def uncount_attempt(self, job_id: str) -> None:
         """Take back the attempt ``start_attempt`` just counted (it is about to wait, not run:
         a worker dying while it waits must not charge it a crash)."""
         self.client.decr(keys.attempt_counter_key(job_id))
+
+    def record_lost_attempts(self, job_id: str, attempts: list[dict[str, Any]]) -> None:
+        """Write attempts whose worker died (``crashed``) now, each only where the timeline has
+        no entry for it yet: a later start finds the same attempts lost again, knowing less
+        about the earlier ones. The crash path's round trip, not every job's."""
+        key = keys.attempts_key(job_id)
+        pipe = self.client.pipeline(transaction=False)
+        for attempt in attempts:
+            pipe.hsetnx(key, str(attempt["n"]), json.dumps(attempt))
+        pipe.expire(key, self.ttl_s)
+        pipe.execute()
 
     # --- buffered writes ---------------------------------------------------------------------
 

@@ -46,6 +46,11 @@ def test_only_the_poison_job_is_dead_lettered_as_crashed_when_innocent_jobs_died
     assert (record.job_id, record.category) == (poison, "crashed")
     # The poison started exactly as often as its crash budget allows (shipped: 2 retries).
     assert [a["outcome"] for a in record.attempts] == ["crashed"] * 3
+    # Each crashed attempt names the worker process that died running it.
+    assert all(a["worker"] and ":" in a["worker"] for a in record.attempts), record.attempts
+    assert all(a["started_at"] for a in record.attempts), [
+        (a["n"], a["worker"], a["started_at"]) for a in record.attempts
+    ]
     assert restarts >= 3
     for job in innocent:
         runs = redis_client.llen(f"test:runs:innocent-{innocent.index(job)}")

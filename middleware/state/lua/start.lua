@@ -1,6 +1,7 @@
 -- start: count a new attempt of a job and record it running, in one step (History.start_attempt:
 -- the worker's one synchronous write per attempt). Returns {attempt number, 1 if an operator
--- asked to abort the job else 0}.
+-- asked to abort the job else 0, the worker and start time of the job's previous start ('' when
+-- none)}: when that start never got an outcome, its worker died, and the timeline names it.
 --
 -- KEYS[1] counter     the job's attempt counter
 -- KEYS[2] job_key     the job's state hash
@@ -34,6 +35,7 @@ local message_id = ARGV[11]
 
 local n = redis.call('INCR', counter)
 redis.call('EXPIRE', counter, ttl_s)
+local previous = redis.call('HMGET', job_key, 'worker', 'started_at')
 local before = indexed_fields(job_key)
 index_job(job_id, enqueued_at, before,
   {queue = queue, actor = actor, state = running, category = before.category}, false)
@@ -43,4 +45,4 @@ redis.call('HSET', job_key, 'state', running, 'queue', queue, 'actor', actor,
            'started_at', started_at, 'running_until', running_until, 'worker', worker,
            'redis_message_id', message_id)
 redis.call('EXPIRE', job_key, ttl_s)
-return {n, redis.call('EXISTS', abort_key)}
+return {n, redis.call('EXISTS', abort_key), previous[1] or '', previous[2] or ''}

@@ -41,10 +41,10 @@ def _start_many(history: History, job_ids: list[str]) -> list[tuple[str, int, bo
 
     def start(job_id: str) -> None:
         barrier.wait()
-        n, aborted = history.start_attempt(
+        started = history.start_attempt(
             job_id, queue="default", actor="export_results", running_until=2**40
         )
-        results.append((job_id, n, aborted))
+        results.append((job_id, started.n, started.aborted))
 
     threads = [threading.Thread(target=start, args=(job,)) for job in job_ids]
     for thread in threads:
