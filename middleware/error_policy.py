@@ -185,7 +185,6 @@ class ErrorPolicy(dramatiq.Middleware):
                 for k in attempt.lost
             ]  # fmt: skip
             settle(message, lambda: self.history.record_lost_attempts(job_id, lost))
-        if attempt.lost:
             logger.warning(
                 "job %s: %d attempt(s) started but never finished (worker died); now attempt %d",
                 job_id, len(attempt.lost), n,
