@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long job states are kept in Redis, in seconds.",
     )
+    history_payload_bytes: int = Field(
+        default=4096,
+        ge=0,
+        description="Largest copy of a finished job's payload (secrets redacted) its record "
+        "keeps for the dashboard, in bytes; a larger payload keeps its first bytes (0: none).",
+    )
     # --- deduplication of submissions (workers/deduplication.py) -------------------------------
     dedup_mode: DedupMode = Field(
         default="until_finished",

@@ -121,11 +121,21 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": ["object", "null"],
                 "description": "The job's Dramatiq message, "
                 "secrets redacted: from its queue or delay queue while it waits or runs, "
-                "from its dead letter once dead; null once it finished otherwise.",
+                "from its dead letter once dead, from the copy its record kept once it "
+                "finished otherwise (history); for a message over EVALQ_HISTORY_PAYLOAD_BYTES, "
+                "{size_bytes, excerpt} (history_excerpt); null where none is kept.",
             },
             "payload_source": {
                 "type": ["string", "null"],
-                "enum": ["queue", "delay_queue", "dead_letter", "undecodable", None],
+                "enum": [
+                    "queue",
+                    "delay_queue",
+                    "dead_letter",
+                    "history",
+                    "history_excerpt",
+                    "undecodable",
+                    None,
+                ],
             },
             "sentry_event_id": {
                 **_TEXT,

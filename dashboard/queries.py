@@ -21,6 +21,8 @@ from middleware.state import keys
 from middleware.state.dead_letter_record import latest_event_id
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import search_jobs
+from middleware.state.payload_copy import FIELD as PAYLOAD_FIELD
+from middleware.state.payload_copy import read_payload_copy
 from middleware.worker_registry import live_workers
 from workers.status import collect_status
 
@@ -88,7 +90,8 @@ def workers(services: Services) -> list[dict[str, Any]]:
 
 def job_detail(services: Services, job_id: str) -> dict[str, Any] | None:
     """A job's state and attempt timeline (rule, worker and Sentry event of each attempt), its
-    payload (redacted: from its delivery while it waits or runs, else from its dead letter), its
+    payload (redacted: from its delivery while it waits or runs, from its dead letter once dead,
+    else from the copy its record kept when it finished), its
     dead letter (rule, error, traceback) when it has one, and its result when it succeeded;
     None for an unknown job."""
     document = services.history.show(job_id)
@@ -97,9 +100,9 @@ def job_detail(services: Services, job_id: str) -> dict[str, Any] | None:
     extra = services.client.hmget(
         keys.job_key(job_id),
         ["evaluation_uuid", "target_uuid", "abort_requested_at", "started_at", "worker",
-         "redis_message_id"],
+         "redis_message_id", PAYLOAD_FIELD],
     )  # fmt: skip
-    evaluation_uuid, target_uuid, abort_at, started_at, worker, delivery = (
+    evaluation_uuid, target_uuid, abort_at, started_at, worker, delivery, kept = (
         None if value is None else keys.text(value) or None
         for value in extra  # type: ignore[union-attr]
     )
@@ -121,6 +124,8 @@ def job_detail(services: Services, job_id: str) -> dict[str, Any] | None:
         payload, source, running_n = _delivery(services, job_id, document["queue"], delivery)
     elif dead_letter is not None:
         payload, source = dead_letter["payload"], "dead_letter"
+    else:
+        payload, source = read_payload_copy(kept)
     running_attempt = None
     if state == job_states.RUNNING and running_n:
         running_attempt = {"n": running_n, "started_at": started_at, "worker": worker}

@@ -56,6 +56,8 @@ from middleware.state.jobs import (
     attempt_record,
     now_ms,
 )
+from middleware.state.payload_copy import FIELD as PAYLOAD_FIELD
+from middleware.state.payload_copy import payload_copy
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import (
     delayed_retry,
@@ -410,8 +412,12 @@ class ErrorPolicy(dramatiq.Middleware):
         fields: dict[str, Any],
     ) -> None:
         """Ack the delivery and write the job's final ``fields`` and last attempt ``entry`` in
-        one atomic step: the outcome is as durable as the ack."""
+        one atomic step: the outcome is as durable as the ack. The record keeps a copy of the
+        payload, whose message leaves Redis with the ack."""
         client: redis.Redis = broker.client  # type: ignore[attr-defined]
+        kept = payload_copy(message._message.asdict(), limit_bytes=self.history.payload_bytes)
+        if kept is not None:
+            fields = {**fields, PAYLOAD_FIELD: kept}
         script_keys, args = finish_call(
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,

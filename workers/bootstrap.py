@@ -155,7 +155,9 @@ def build_middleware(
     it start; ``AbortWatcher`` comes after it, so that it interrupts a thread only while the actor
     runs (its before hook runs last, its after hook first). ``ThreadSupervisor`` comes first:
     it notes a thread's message before any other hook runs, and its ack hooks run last."""
-    history = History(client, ttl_s=settings.job_ttl_s)
+    history = History(
+        client, ttl_s=settings.job_ttl_s, payload_bytes=settings.history_payload_bytes
+    )
     dead_letters = dead_letters or build_dead_letters(settings, client)
     error_policy = ErrorPolicy(
         policy=policy,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -63,6 +64,13 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    """Whether a mapping key names a secret. Cached: the keys of payloads and records repeat
+    from one job to the next, and the test is most of what redacting a small payload costs."""
+    return SECRET_KEY.search(_snake(key)) is not None
+
+
 def redact(value: Any, *, _depth: int = 0) -> Any:
     """A copy of ``value`` with secrets redacted: values under secret-looking keys, at any depth,
     and secret-looking strings anywhere."""
@@ -71,7 +79,7 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, dict):
         return {
             key: REDACTED
-            if isinstance(key, str) and SECRET_KEY.search(_snake(key))
+            if isinstance(key, str) and _is_secret_key(key)
             else redact(item, _depth=_depth + 1)
             for key, item in value.items()
         }

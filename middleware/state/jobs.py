@@ -168,6 +168,8 @@ class History:
       max_buffer(int): Flush early once this many writes are buffered.
       trim_interval_s(float): How often the job index is trimmed by age, in seconds, by one
         process at a time (the flusher of whichever process gets there first).
+      payload_bytes(int): Largest copy of a finished job's payload its record keeps
+        (``middleware.state.payload_copy``), in bytes; 0 keeps none.
     """
 
     def __init__(
@@ -178,8 +180,10 @@ class History:
         flush_interval_s: float = 0.1,
         max_buffer: int = 500,
         trim_interval_s: float = 60.0,
+        payload_bytes: int = 0,
     ) -> None:
         self.client = client
+        self.payload_bytes = payload_bytes
         self.ttl_s = ttl_s
         self.flush_interval_s = flush_interval_s
         self.max_buffer = max_buffer

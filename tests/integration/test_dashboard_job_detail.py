@@ -1,6 +1,7 @@
 """The job page against real `dramatiq workers`: a job's payload is found wherever its message
 is while it waits (its queue, its delay queue, its queue again once the retry came due) or
-runs, and each attempt names its rule and the worker that ran it."""
+runs, and in the copy its record keeps once it finished (secrets redacted); each attempt names
+its rule and the worker that ran it."""
 
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ from config.settings import Settings
 from dashboard import Services, create_app
 from dashboard.auth import Tokens
 from middleware.core.retry_options import RETRY_REQUESTED_RULE
+from middleware.state import keys
 from middleware.worker_registry import live_workers
-from tests.support.dashboard_actors import FIXED_KEY, QUEUE, linger, retry_until_fixed
+from tests.support.dashboard_actors import (
+    FIXED_KEY,
+    QUEUE,
+    fail_until_fixed,
+    linger,
+    retry_until_fixed,
+)
 from tests.support.pools import WorkerPools
 
 pytestmark = pytest.mark.integration
@@ -81,7 +89,9 @@ def test_a_retried_jobs_payload_is_found_on_its_delay_queue_then_on_its_queue_ag
     done = wait_for(lambda: (d := detail())["state"] == "succeeded" and d, "the job succeeded")
     assert [a["outcome"] for a in done["attempts"]] == ["retried", "succeeded"]
     assert {a["worker"] for a in done["attempts"]} <= alive
-    assert done["payload"] is None and done["running_attempt"] is None
+    # Its message left Redis with the ack; the record kept a copy.
+    assert done["payload_source"] == "history" and done["running_attempt"] is None
+    assert done["payload"]["args"] == ["later", 1500]
 
 
 def test_a_running_jobs_page_shows_its_attempt_its_worker_and_its_payload(
@@ -106,3 +116,54 @@ def test_a_running_jobs_page_shows_its_attempt_its_worker_and_its_payload(
     page = dashboard.get(f"/jobs/{job}").text
     assert f'<td id="job-worker">{worker}</td>' in page and 'id="job-payload"' in page
     assert dashboard.post(f"/api/jobs/{job}/abort", headers=HEADERS).status_code == 200
+
+
+SECRET = "sk-live-0123456789abcdefghij"
+
+
+def test_a_finished_jobs_record_keeps_its_payload_redacted_and_capped(
+    worker_pools: WorkerPools, dashboard: TestClient, redis_client: redis.Redis
+) -> None:
+    worker_pools.start(QUEUE, modules=ACTORS, threads=1, env={"EVALQ_HISTORY_PAYLOAD_BYTES": "300"})
+    redis_client.sadd(FIXED_KEY, SECRET, "x" * 400)
+    short = fail_until_fixed.send(SECRET, "auth").message_id
+    long = fail_until_fixed.send("x" * 400, "auth").message_id
+
+    def finished(job: str) -> dict[str, Any]:
+        return wait_for(
+            lambda: (
+                (d := dashboard.get(f"/api/jobs/{job}", headers=HEADERS).json())["state"]
+                == "succeeded"
+                and d
+            ),
+            f"job {job} succeeded",
+        )
+
+    kept = finished(short)
+    assert kept["payload_source"] == "history"
+    assert kept["payload"]["actor_name"] == "fail_until_fixed"
+    assert kept["payload"]["args"] == ["[redacted]", "auth"]
+    record = redis_client.hgetall(keys.job_key(short))
+    assert record and all(SECRET.encode() not in value for value in record.values())
+    excerpt = finished(long)
+    assert excerpt["payload_source"] == "history_excerpt"
+    assert len(excerpt["payload"]["excerpt"].encode()) == 300
+    assert excerpt["payload"]["size_bytes"] > 400
+
+
+def test_a_record_keeps_no_payload_when_told_to_keep_none(
+    worker_pools: WorkerPools, dashboard: TestClient, redis_client: redis.Redis
+) -> None:
+    worker_pools.start(QUEUE, modules=ACTORS, threads=1, env={"EVALQ_HISTORY_PAYLOAD_BYTES": "0"})
+    job = linger.send(0).message_id
+
+    done = wait_for(
+        lambda: (
+            (d := dashboard.get(f"/api/jobs/{job}", headers=HEADERS).json())["state"] == "succeeded"
+            and d
+        ),
+        "the job succeeded",
+    )
+
+    assert done["payload"] is None and done["payload_source"] is None
+    assert not redis_client.hexists(keys.job_key(job), "payload")

@@ -8,6 +8,7 @@ import jsonschema
 
 from middleware.state.dead_letter_record import latest_event_id
 from middleware.state.jobs import History, attempt_record
+from middleware.state.payload_copy import payload_copy
 from tests.support.dashboard_actors import fail_until_fixed, linger
 from tests.support.dead_letters import make_record
 from tests.unit.dashboard.conftest import VIEWER_TOKEN
@@ -145,3 +146,50 @@ def test_markup_in_an_attempts_rule_worker_event_or_payload_is_inert(operator, s
     assert "<img src=x" not in page and '<script>alert("x")' not in page
     assert page.count("&lt;script&gt;alert(") >= 4  # rule, worker, event, the job's worker
     assert 'id="job-payload"' in page  # the payload is there, as JSON with markup escaped
+
+
+def test_a_finished_jobs_payload_is_the_copy_its_record_kept(operator, services):
+    history = History(services.client)
+    history.record_enqueued("job-done", queue="default", actor="linger")
+    kept = payload_copy(
+        {"actor_name": "linger", "args": [SECRET, XSS], "kwargs": {}}, limit_bytes=4096
+    )
+    history.record_state("job-done", {"state": "succeeded", "payload": kept})
+    history.flush()
+
+    document = operator.get("/api/jobs/job-done", headers=VIEWER).json()
+
+    assert document["payload_source"] == "history"
+    assert document["payload"]["args"] == ["[redacted]", XSS]
+    jsonschema.validate(document, job_schema(operator))
+    page = operator.get("/jobs/job-done").text
+    assert "The copy its record kept when it finished" in page and SECRET not in page
+    assert XSS not in page and "\\u003cscript\\u003e" in page
+
+
+def test_a_long_finished_payload_shows_its_excerpt_and_size(operator, services):
+    history = History(services.client)
+    history.record_enqueued("job-long", queue="default", actor="linger")
+    kept = payload_copy({"actor_name": "linger", "args": ["x" * 9000]}, limit_bytes=100)
+    history.record_state("job-long", {"state": "dropped", "payload": kept})
+    history.flush()
+
+    document = operator.get("/api/jobs/job-long", headers=VIEWER).json()
+
+    assert document["payload_source"] == "history_excerpt"
+    assert document["payload"]["size_bytes"] == 9035
+    assert len(document["payload"]["excerpt"]) == 100
+    jsonschema.validate(document, job_schema(operator))
+    assert "The start of its 9035-byte message" in operator.get("/jobs/job-long").text
+
+
+def test_a_finished_job_whose_record_kept_no_copy_says_so(operator, services):
+    history = History(services.client)
+    history.record_enqueued("job-bare", queue="default", actor="linger")
+    history.record_state("job-bare", {"state": "succeeded"})
+    history.flush()
+
+    document = operator.get("/api/jobs/job-bare", headers=VIEWER).json()
+
+    assert document["payload"] is None and document["payload_source"] is None
+    assert "EVALQ_HISTORY_PAYLOAD_BYTES=0" in operator.get("/jobs/job-bare").text
