@@ -422,8 +422,9 @@ class ErrorPolicy(dramatiq.Middleware):
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
-        finish_script = scripts_for(client).finish
-        finished = settle(message, lambda: finish_script(keys=script_keys, args=args))
+        finish_script, commits = scripts_for(client).finish, self.history.commits
+        # Sent with the starts and finishes other threads make at the same moment.
+        finished = settle(message, lambda: commits(finish_script, keys=script_keys, args=args))
         mark_settled(message)
         if finished == 0:
             logger.warning("job %s: no longer held by this worker and ended already; outcome %s "

@@ -1,11 +1,13 @@
-"""Calls of one Lua script from many threads, sent together: one round trip for all that wait.
+"""Script calls from many threads, sent together: one round trip for all that wait.
 
-Every job's attempt is counted in Redis before it runs (``History.start_attempt``). A round trip
-costs a worker far more CPU than the script costs Redis, and the threads of a process start
-their jobs at nearly the same moments (a fetch hands them a batch at once). ``GroupCommit`` lets
-the first thread that calls send its call at once, alone; threads that call while that round
-trip is in flight wait, and the first of them then sends all their calls in one pipeline. An
-idle process pays nothing extra; a busy one pays one round trip per group instead of per call.
+Every job's attempt is counted in Redis before it runs (``History.start_attempt``), and its
+outcome is written by the script that acks it (``ErrorPolicy._finish``). A round trip costs a
+worker far more CPU than the script costs Redis, and a process's threads start and end their
+jobs at nearly the same moments. ``GroupCommit`` lets the first thread that calls send its call
+at once, alone; threads that call while that round trip is in flight wait, and the first of them
+then sends all their calls, whatever their scripts, in one pipeline. An idle process pays
+nothing extra; a busy one pays one round trip per group instead of per call. Each call is still
+its own atomic script, with its own answer or error.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ _UNSET: Any = object()
 
 
 class _Call:
-    __slots__ = ("args", "error", "finished", "keys", "result")
+    __slots__ = ("args", "error", "finished", "keys", "result", "script")
 
-    def __init__(self, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    def __init__(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        self.script = script
         self.keys = keys
         self.args = args
         self.result: Any = _UNSET
@@ -37,23 +40,21 @@ class _Call:
 
 
 class GroupCommit:
-    """Runs ``script`` for many threads, in one round trip for the calls that overlap.
+    """Runs scripts for many threads, in one round trip for the calls that overlap.
 
     Parameters:
-      client(redis.Redis): Where the script runs.
-      script(Script): The script (registered on ``client``).
+      client(redis.Redis): Where the scripts run (each registered on it).
     """
 
-    def __init__(self, client: redis.Redis, script: Script) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.script = script
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Call] = []
         self._sending = False
 
-    def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The script's result for ``keys`` and ``args``, or the error it raised."""
-        call = _Call(keys, args)
+    def __call__(self, script: Script, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """``script``'s result for ``keys`` and ``args``, or the error it raised."""
+        call = _Call(script, keys, args)
         sending, group = False, []
         try:
             with self._cond:
@@ -84,7 +85,7 @@ class GroupCommit:
         try:
             if len(group) == 1:
                 [call] = group
-                call.result = self.script(keys=call.keys, args=call.args)
+                call.result = call.script(keys=call.keys, args=call.args)
             else:
                 self._send_pipelined(group)
         except BaseException as error:  # every waiting thread gets what happened
@@ -98,11 +99,12 @@ class GroupCommit:
     def _send_pipelined(self, group: list[_Call]) -> None:
         results = self._pipeline(group)
         if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-            # Redis restarted and forgot the script: load it, send the group again (a call
-            # that met NoScriptError did not run).
-            self.client.script_load(self.script.script)
+            # Redis restarted and forgot the scripts: load them, send those calls again (a
+            # call that met NoScriptError did not run).
             missing = [c for c, r in zip(group, results, strict=True)
                        if isinstance(r, redis.exceptions.NoScriptError)]  # fmt: skip
+            for script in {id(c.script): c.script for c in missing}.values():
+                self.client.script_load(script.script)
             for call, result in zip(missing, self._pipeline(missing), strict=True):
                 results[group.index(call)] = result
         for call, result in zip(group, results, strict=True):
@@ -116,5 +118,5 @@ class GroupCommit:
         # SCRIPT EXISTS, a round trip of its own.
         pipe = self.client.pipeline(transaction=False)
         for call in group:
-            pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         return list(pipe.execute(raise_on_error=False))

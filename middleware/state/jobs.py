@@ -189,8 +189,9 @@ class History:
         self.max_buffer = max_buffer
         self.trim_interval_s = trim_interval_s
         self._scripts = scripts_for(client)
-        # The starts of a process's threads share round trips (middleware.state.group_commit).
-        self._start = GroupCommit(client, self._scripts.start)
+        #: The starts and finishes of a process's threads share round trips
+        #: (middleware.state.group_commit; ErrorPolicy._finish sends through it too).
+        self.commits = GroupCommit(client)
         # ("attempt", job id, entry) or ("state", job id, fields, enqueued_at)
         self._buffer: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
@@ -233,7 +234,9 @@ class History:
             job_id, ttl_s=self.ttl_s, queue=queue, actor=actor, running_until=running_until,
             enqueued_at=enqueued_at, worker=worker, redis_message_id=redis_message_id,
         )  # fmt: skip
-        n, aborted, worker_before, started_before = self._start(keys=script_keys, args=args)
+        n, aborted, worker_before, started_before = self.commits(
+            self._scripts.start, keys=script_keys, args=args
+        )
         return Started(
             n=int(n),
             aborted=bool(aborted),

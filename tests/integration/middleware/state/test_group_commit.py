@@ -87,7 +87,8 @@ def test_a_group_sent_after_redis_forgot_its_scripts_still_runs_every_call(
 
 def test_a_call_that_fails_fails_alone(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    group = GroupCommit(client, scripts_for(client).start)
+    group = GroupCommit(client)
+    script = scripts_for(client).start
     errors: list[BaseException] = []
     answers: list[object] = []
     barrier = threading.Barrier(6)
@@ -99,9 +100,9 @@ def test_a_call_that_fails_fails_alone(redis_url: str) -> None:
                 script_keys, args = start_call(
                     "g", ttl_s=60, queue="default", actor="a", running_until=2**40
                 )
-                answers.append(group(keys=script_keys, args=args))
+                answers.append(group(script, keys=script_keys, args=args))
             else:
-                answers.append(group(keys=["k"], args=[]))  # too few keys and arguments
+                answers.append(group(script, keys=["k"], args=[]))  # too few keys and arguments
         except redis.RedisError as error:
             errors.append(error)
 
@@ -117,7 +118,7 @@ def test_a_call_that_fails_fails_alone(redis_url: str) -> None:
 def test_a_sender_interrupted_mid_round_trip_hands_the_sending_on(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     script = scripts_for(client).start
-    group = GroupCommit(client, script)
+    group = GroupCommit(client)
 
     class Interrupt(BaseException):
         pass
@@ -130,15 +131,33 @@ def test_a_sender_interrupted_mid_round_trip_hands_the_sending_on(redis_url: str
     group._send = interrupted  # type: ignore[method-assign]
     script_keys, args = start_call("i", ttl_s=60, queue="default", actor="a", running_until=2**40)
     # A follower waits in the group the sender took.
-    follower = _Call(script_keys, args)
+    follower = _Call(script, script_keys, args)
     group._pending = [follower]
     with pytest.raises(Interrupt):
-        group(keys=script_keys, args=args)
+        group(script, keys=script_keys, args=args)
     group._send = original  # type: ignore[method-assign]
     # The follower got an error it retries on (its round trip may not have run), not silence.
     assert follower.finished
     assert isinstance(follower.error, redis.ConnectionError)
     # The next caller is not left waiting for a round trip nobody is making.
     done = threading.Event()
-    threading.Thread(target=lambda: (group(keys=script_keys, args=args), done.set())).start()
+    threading.Thread(
+        target=lambda: (group(script, keys=script_keys, args=args), done.set())
+    ).start()
     assert done.wait(5)
+
+
+def test_a_group_of_different_scripts_gives_each_call_its_own_answer_after_a_flush(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    echo = client.register_script("return 'echo ' .. ARGV[1]")
+    count = client.register_script("return redis.call('INCR', KEYS[1])")
+    group = GroupCommit(client)
+    calls = [_Call(echo, [], ["a"]), _Call(count, ["gc-mixed"], []), _Call(echo, [], ["b"])]
+    client.script_flush()  # both scripts forgotten: the group must load each and resend
+
+    group._send(calls)
+
+    assert [call.outcome() for call in calls] == [b"echo a", 1, b"echo b"]
+    assert int(client.get("gc-mixed")) == 1  # the call that met NoScriptError ran once
