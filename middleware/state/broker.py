@@ -321,6 +321,7 @@ def send_call(message: Message[Any], *, job_ttl_s: int) -> tuple[list[str], list
         args += [
             "state", QUEUED, "queue", q_name(queue), "actor", message.actor_name,
             "enqueued_at", message.message_timestamp,
+            "redis_message_id", message.options["redis_message_id"],
         ]  # fmt: skip
     return script_keys, args
 

@@ -15,7 +15,8 @@
 -- ARGV[5] ttl_s             life of the job's record, in seconds
 -- ARGV[6] enqueued_at       ms since the epoch (the job's score in the job index)
 -- ARGV[7] JOB_INDEX         prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
--- ARGV[8..] fields          field, value, ... of the job's state hash (its state among them)
+-- ARGV[8..] fields          field, value, ... of the job's state hash (its state and delivery
+--                           id among them), for a new job
 local queue_list, queue_messages, job_key = KEYS[1], KEYS[2], KEYS[3]
 local redis_message_id = ARGV[1]
 local data = ARGV[2]
@@ -32,11 +33,11 @@ local FIRST_FIELD = 8
 if redis.call('HEXISTS', queue_messages, redis_message_id) == 1 then return 0 end
 enqueue(queue_list, queue_messages, redis_message_id, data)
 if record == '1' then
+  -- The fields name the delivery (redis_message_id) already.
   write_job(job_key, job_id, enqueued_at, ttl_s, FIRST_FIELD)
-end
--- The job's current delivery, where the dashboard reads a waiting job's payload (a retry
--- coming due from its delay queue is enqueued under a new id).
-if redis.call('EXISTS', job_key) == 1 then
+elseif redis.call('EXISTS', job_key) == 1 then
+  -- The job's current delivery, where the dashboard reads a waiting job's payload (a retry
+  -- coming due from its delay queue is enqueued under a new id).
   redis.call('HSET', job_key, 'redis_message_id', redis_message_id)
 end
 return 1
