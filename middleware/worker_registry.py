@@ -21,17 +21,25 @@ WORKERS_KEY = "evalq:workers"
 #: Prefix of the per-worker description.
 WORKER_KEY_PREFIX = "evalq:worker:"
 
-_worker_id: tuple[int, str] | None = None
+_worker_id: str | None = None
+
+
+def _forget_worker_id() -> None:
+    global _worker_id
+    _worker_id = None
+
+
+# A forked child (each `dramatiq workers` process) works out its own id.
+os.register_at_fork(after_in_child=_forget_worker_id)
 
 
 def worker_id() -> str:
     """This process's worker id, ``<host>:<pid>``: the id the overview lists and the attempt
-    timeline names. Worked out once per process (a forked child gets its own)."""
+    timeline names. Worked out once per process (called on every job: no system call)."""
     global _worker_id
-    pid = os.getpid()
-    if _worker_id is None or _worker_id[0] != pid:
-        _worker_id = (pid, f"{socket.gethostname()}:{pid}")
-    return _worker_id[1]
+    if _worker_id is None:
+        _worker_id = f"{socket.gethostname()}:{os.getpid()}"
+    return _worker_id
 
 
 class WorkerRegistry(dramatiq.Middleware):

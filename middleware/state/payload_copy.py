@@ -29,14 +29,15 @@ def payload_copy(message: dict[str, Any], *, limit_bytes: int) -> str | None:
     ``limit_bytes`` is 0 (keep nothing)."""
     if limit_bytes <= 0:
         return None
-    redacted = redact(message)
-    encoded = json.dumps(redacted, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(redact(message), ensure_ascii=False, separators=(",", ":"))
+    encoded = text.encode("utf-8")
     size = len(encoded)
     if size <= limit_bytes:
-        kept: dict[str, Any] = {"size_bytes": size, "message": redacted}
-    else:
-        # Cut at a character boundary: the excerpt never ends in half a UTF-8 sequence.
-        kept = {"size_bytes": size, "excerpt": encoded[:limit_bytes].decode("utf-8", "ignore")}
+        # The message's JSON is put in as it is: encoding it a second time costs as much again.
+        return f'{{"size_bytes":{size},"message":{text}}}'
+    # Cut at a character boundary: the excerpt never ends in half a UTF-8 sequence.
+    excerpt = encoded[:limit_bytes].decode("utf-8", "ignore")
+    kept = {"size_bytes": size, "excerpt": excerpt}
     return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
 
 
