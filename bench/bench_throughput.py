@@ -5,7 +5,8 @@ Bare Dramatiq is a ``RedisBroker`` with Dramatiq's default middleware; evalq is 
 both stacks' workers wait on their own queue of one embedded ``redis-server``; the trials
 alternate the stacks (bare first, then evalq first, ...) and the rows report medians and the
 evalq/bare ratio of the same run. Redis commands per job come from ``INFO commandstats`` (deltas
-around each trial, scripts' inner commands included), CPU per job from the worker processes.
+around each trial, scripts' inner commands included), CPU per job from the worker processes and
+from the Redis server (``INFO cpu``).
 ``send()`` is measured in this process, each stack's actor enqueueing to its own queue.
 
 ``EVALQ_BENCH_MODE=full`` (``make bench-full``): 20,000 jobs a trial, 3 trials; otherwise
@@ -94,20 +95,23 @@ def _stack_env(stack: str, scenario: Scenario, url: str, policy: Path, dsn: str)
 
 def _run_scenario(
     client: redis.Redis, scenario: Scenario, envs: dict[str, dict[str, str]], log_dir: Path
-) -> dict[str, list[TrialResult]]:
+) -> tuple[dict[str, list[TrialResult]], dict[str, int]]:
+    """Each stack's trials, and its workers' RSS after the warm-up (bytes)."""
     pools = {s: Pool(s, scenario.processes, scenario.threads, envs[s], log_dir) for s in STACKS}
     results: dict[str, list[TrialResult]] = {stack: [] for stack in STACKS}
+    warm_rss: dict[str, int] = {}
     try:
-        for pool in pools.values():
+        for stack, pool in pools.items():
             pool.start(client)
             warm_up(client, pool)
+            warm_rss[stack] = pool.worker_rss_bytes()
         for trial in range(TRIALS):
             for stack in STACKS if trial % 2 == 0 else reversed(STACKS):
                 results[stack].append(run_trial(client, pools[stack], scenario.actor, JOBS))
     finally:
         for pool in pools.values():
             pool.stop()
-    return results
+    return results, warm_rss
 
 
 def _send_trials(client: redis.Redis, url: str) -> dict[str, list[TrialResult]]:
@@ -160,6 +164,8 @@ def _rows(label: str, results: dict[str, list[TrialResult]], target: float | Non
             _row(f"{label}: Redis commands/job", "", figure("commands_per_job"), None)]  # fmt: skip
     if workers_side:
         rows.append(_row(f"{label}: worker CPU us/job", "us", figure("cpu_us_per_job"), None))
+        rows.append(_row(f"{label}: Redis server CPU us/job", "us",
+                         figure("redis_cpu_us_per_job"), None))  # fmt: skip
     return rows
 
 
@@ -206,13 +212,18 @@ def run() -> list[dict[str, Any]]:
         policy = write_test_policy(Path(tmp) / "policy.toml", POLICY_OVERRIDES)
         for scenario in SCENARIOS:
             envs = {s: _stack_env(s, scenario, server.url, policy, sentry.dsn) for s in STACKS}
-            results = _run_scenario(client, scenario, envs, Path(tmp) / "logs")
+            results, warm_rss = _run_scenario(client, scenario, envs, Path(tmp) / "logs")
             all_results[scenario.label] = results
             rows += _rows(scenario.label, results, scenario.target)
             if scenario.label == "no-op p1t8":
                 rss = {stack: results[stack][0].rss_bytes / 2**20 for stack in STACKS}
                 rows.append(_row(f"no-op p1t8: worker RSS after {JOBS:,} jobs", "MB", rss,
                                  RSS_TARGET, higher_is_better=False))  # fmt: skip
+                # What the jobs added, apart from what the process loaded before its first one.
+                growth = {stack: (results[stack][0].rss_bytes - warm_rss[stack]) / 2**20
+                          for stack in STACKS}  # fmt: skip
+                rows.append(_row(f"no-op p1t8: worker RSS growth over {JOBS:,} jobs", "MB",
+                                 growth, None, higher_is_better=False))  # fmt: skip
         all_results["send()"] = _send_trials(client, server.url)
         rows += _rows("send() enqueue", all_results["send()"], SEND_TARGET, workers_side=False)
         client.close()

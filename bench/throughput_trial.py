@@ -39,6 +39,7 @@ class TrialResult:
     commands: int
     cpu_s: float
     rss_bytes: int
+    redis_cpu_s: float = 0.0
 
     @property
     def jobs_per_s(self) -> float:
@@ -51,6 +52,10 @@ class TrialResult:
     @property
     def cpu_us_per_job(self) -> float:
         return self.cpu_s / self.jobs * 1e6
+
+    @property
+    def redis_cpu_us_per_job(self) -> float:
+        return self.redis_cpu_s / self.jobs * 1e6
 
 
 @dataclass
@@ -147,10 +152,18 @@ def _wait_until_drained(client: redis.Redis, queue: str, timeout: float) -> int:
         time.sleep(_POLL_S)
 
 
+def redis_cpu_s(client: redis.Redis) -> float:
+    """User + system CPU seconds the Redis server has used so far."""
+    stats = client.info("cpu")
+    return float(stats["used_cpu_user"]) + float(stats["used_cpu_sys"])
+
+
 def run_trial(client: redis.Redis, pool: Pool, actor: str, jobs: int) -> TrialResult:
-    """Time ``jobs`` jobs of ``actor`` through ``pool``; count commands and CPU around them."""
+    """Time ``jobs`` jobs of ``actor`` through ``pool``; count commands and CPU (the workers'
+    and the Redis server's) around them."""
     _stage(client, pool.queue, actor, jobs)
     commands_before, cpu_before = command_calls(client), pool.cpu_s()
+    server_before = redis_cpu_s(client)
     started = time.perf_counter()
     _release(client, pool.queue)
     polls = _wait_until_drained(client, pool.queue, timeout=max(120.0, jobs / 50))
@@ -160,7 +173,8 @@ def run_trial(client: redis.Redis, pool: Pool, actor: str, jobs: int) -> TrialRe
     # Ours, not the workers': MULTI + 2 RENAME + EXEC, 2 HLEN per poll, one INFO.
     ours = 4 + 2 * polls + 1
     commands = command_calls(client) - commands_before - ours
-    return TrialResult(jobs, seconds, commands, cpu, pool.worker_rss_bytes())
+    server = redis_cpu_s(client) - server_before  # the bench's polls included: a few µs a job
+    return TrialResult(jobs, seconds, commands, cpu, pool.worker_rss_bytes(), server)
 
 
 def warm_up(client: redis.Redis, pool: Pool, jobs: int = 200) -> None:

@@ -1,8 +1,8 @@
-"""The error-policy middleware: the only retry owner of an evalq broker."""
+"""The error-policy middleware: the only retry owner of an evalq broker. It counts each attempt
+before it runs and decides what its outcome is; ``middleware.outcomes`` writes it."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import time
@@ -10,27 +10,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import dramatiq
-import redis
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.middleware import MiddlewareError, SkipMessage, TimeLimit
 
 from config.policy import Policy, ResolvedPolicy
 from middleware.core.attempts import (
-    OPTION_ATTEMPTS,
-    OPTION_FIRST_FAILURE,
-    OPTION_RETRIES,
-    OPTION_THROTTLED,
     Attempt,
     begin,
     expiry,
     refusal,
     spent,
-    throttle_delay_ms,
 )
 from middleware.core.classify import Classification, Classifier, exception_chain, throttled_by
 from middleware.core.decisions import Decision, decide
-from middleware.core.errors import Throttled
-from middleware.core.failure_text import error_message, type_name
 from middleware.core.retry_options import (
     MESSAGE_RETRY_OPTIONS,
     RETRY_OPTIONS,
@@ -42,29 +34,17 @@ from middleware.core.retry_options import (
 )
 from middleware.decision_log import log_decision, log_refusal, quiet_dramatiq_failure_logs
 from middleware.isolation import RunAlone
+from middleware.outcomes import Outcomes
 from middleware.sentry import SentryReporter
-from middleware.state import keys
-from middleware.state.dead_letter_record import dead_letter_record
-from middleware.state.dead_letters import AckTarget, DeadLetters
+from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import (
-    DROPPED,
-    QUEUED,
-    RETRYING,
-    SUCCEEDED,
     History,
     Started,
     attempt_record,
     now_ms,
 )
-from middleware.state.payload_copy import FIELD as PAYLOAD_FIELD
-from middleware.state.payload_copy import payload_copy
-from middleware.state.scripts import scripts_for
 from middleware.state.settlement import (
-    delayed_retry,
-    finish_call,
     is_settled,
-    mark_settled,
-    retry_call,
     settle,
 )
 from middleware.worker_registry import worker_id
@@ -121,6 +101,7 @@ class ErrorPolicy(dramatiq.Middleware):
         self.max_age_ms = dict(max_age_ms or {})
         self.sentry = sentry
         self.rand = rand
+        self.outcomes = Outcomes(history=history, dead_letters=dead_letters, rand=rand)
         self.isolation = RunAlone() if isolate_crashed else None
         self._actor_retry_options: dict[str, RetryOptions] = {}
 
@@ -269,7 +250,7 @@ class ErrorPolicy(dramatiq.Middleware):
         if attempt is not None and not is_settled(message):
             # Another middleware skipped a job whose attempt had started: Dramatiq acks it
             # without an outcome. End it visibly, with the ack, as dropped.
-            self._skipped(broker, message, attempt)
+            self.outcomes.skipped(broker, message, attempt)
 
     def after_ack(self, broker: Broker, message: MessageProxy) -> None:
         # A hook that raised past this middleware's after hook would keep the isolation gate.
@@ -283,15 +264,6 @@ class ErrorPolicy(dramatiq.Middleware):
         isolation gate) when its worker thread died before the attempt ended."""
         self._leave(message)
 
-    def _skipped(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
-        finished = now_ms()
-        reason = "skipped by a middleware before it ran"
-        logger.warning("job %s: %s; it ends dropped", message.message_id, reason)
-        entry = attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                               outcome="dropped", error_type=type_name(SkipMessage()),
-                               error_message=reason, worker=worker_id())  # fmt: skip
-        self._finish(broker, message, entry, {"state": DROPPED, "finished_at": finished})
-
     def _refuse(
         self, broker: Broker, message: MessageProxy, category: str, reason: str
     ) -> NoReturn:
@@ -299,7 +271,7 @@ class ErrorPolicy(dramatiq.Middleware):
         log_refusal(message, reason)
         attempt = Attempt(n=0, budget_n=0, started_at=now_ms(), crashes=0)
         decision = Decision("dead_letter", category, None, reason)
-        self._dead_letter(broker, message, None, decision, None, attempt, ran=False)
+        self.outcomes.dead_letter(broker, message, None, decision, None, attempt, ran=False)
         raise SkipMessage(reason)
 
     def after_process_message(
@@ -328,12 +300,12 @@ class ErrorPolicy(dramatiq.Middleware):
         if attempt is None:
             return
         if exception is None:
-            self._succeed(broker, message, attempt)
+            self.outcomes.succeed(broker, message, attempt)
             self.history.count_outcome("succeeded", None, at_ms=now_ms())
             return
         throttled = throttled_by(exception)
         if throttled is not None:
-            self._throttle(broker, message, throttled, attempt)
+            self.outcomes.throttle(broker, message, throttled, attempt)
             return
         options: RetryOptions = getattr(message, "_evalq_retry_options", RetryOptions())
         classification, resolved, decision = self._decide(
@@ -346,13 +318,13 @@ class ErrorPolicy(dramatiq.Middleware):
             # Reported before settling, so that the event id is written with the attempt.
             event_id = self._report(self.sentry, message, exception, classification, decision,
                                     attempt)  # fmt: skip
+        outcomes, args = self.outcomes, (broker, message, classification, decision)
         if decision.action == "retry":
-            self._retry(broker, message, classification, decision, attempt, event_id=event_id)
+            outcomes.retry(*args, attempt, event_id=event_id)
         elif decision.action == "drop":
-            self._drop(broker, message, classification, decision, attempt, event_id=event_id)
+            outcomes.drop(*args, attempt, event_id=event_id)
         else:
-            self._dead_letter(broker, message, classification, decision, exception, attempt,
-                              event_id=event_id)  # fmt: skip
+            outcomes.dead_letter(*args, exception, attempt, event_id=event_id)
 
     def _decide(
         self,
@@ -395,213 +367,6 @@ class ErrorPolicy(dramatiq.Middleware):
                          message.message_id, message.actor_name,
                          exc_info=(type(broken), broken, broken.__traceback__))  # fmt: skip
         return classification, resolved, decision
-
-    # --- actions -------------------------------------------------------------------------------
-
-    def _succeed(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
-        finished = now_ms()
-        entry = attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                               outcome="succeeded", worker=worker_id())  # fmt: skip
-        self._finish(broker, message, entry, {"state": SUCCEEDED, "finished_at": finished})
-
-    def _finish(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        entry: dict[str, Any],
-        fields: dict[str, Any],
-    ) -> None:
-        """Ack the delivery and write the job's final ``fields`` and last attempt ``entry`` in
-        one atomic step: the outcome is as durable as the ack. The record keeps a copy of the
-        payload, whose message leaves Redis with the ack."""
-        client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        kept = payload_copy(message._message.asdict(), limit_bytes=self.history.payload_bytes)
-        if kept is not None:
-            fields = {**fields, PAYLOAD_FIELD: kept}
-        script_keys, args = finish_call(
-            message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
-            entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
-        )  # fmt: skip
-        finish_script, commits = scripts_for(client).finish, self.history.commits
-        # Sent with the starts and finishes other threads make at the same moment.
-        finished = settle(message, lambda: commits(finish_script, keys=script_keys, args=args))
-        mark_settled(message)
-        if finished == 0:
-            logger.warning("job %s: no longer held by this worker and ended already; outcome %s "
-                           "not recorded", message.message_id, fields["state"])  # fmt: skip
-        elif finished == 2:
-            logger.warning("job %s: no longer held by this worker (redelivered meanwhile); "
-                           "outcome %s recorded all the same", message.message_id,
-                           fields["state"])  # fmt: skip
-
-    def _retry(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        classification: Classification,
-        decision: Decision,
-        attempt: Attempt,
-        *,
-        event_id: str | None = None,
-    ) -> None:
-        assert decision.delay_ms is not None
-        finished = now_ms()
-        root = classification.root_cause
-        self._reschedule(
-            broker,
-            message,
-            eta=finished + decision.delay_ms,
-            carried={
-                OPTION_ATTEMPTS: attempt.n,
-                OPTION_RETRIES: decision.retries,
-                OPTION_FIRST_FAILURE: message.options.get(OPTION_FIRST_FAILURE) or finished,
-            },
-            entry=attempt_record(
-                attempt.n,
-                started_at=attempt.started_at,
-                finished_at=finished,
-                outcome="retried",
-                category=decision.category,
-                error_type=type_name(root),
-                error_message=error_message(root),
-                rule=classification.rule,
-                worker=worker_id(),
-                sentry_event_id=event_id,
-            ),
-            state=RETRYING,
-        )
-
-    def _throttle(
-        self, broker: Broker, message: MessageProxy, throttled: Throttled, attempt: Attempt
-    ) -> None:
-        """Run the job again later without spending any budget: our own limit was full."""
-        finished = now_ms()
-        times = int(message.options.get(OPTION_THROTTLED, 0))
-        delay_ms = throttle_delay_ms(times, throttled.retry_after_s, rand=self.rand())
-        self._reschedule(
-            broker,
-            message,
-            eta=finished + delay_ms,
-            carried={
-                OPTION_ATTEMPTS: attempt.n,
-                # Crashes found when this attempt started must survive the re-delay.
-                OPTION_RETRIES: spent(message.options, attempt),
-                OPTION_THROTTLED: times + 1,
-            },
-            entry=attempt_record(
-                attempt.n,
-                started_at=attempt.started_at,
-                finished_at=finished,
-                outcome="throttled",
-                category="throttled",
-                error_type=type_name(throttled),
-                error_message=str(throttled),
-                worker=worker_id(),
-            ),
-            state=QUEUED,
-        )
-        client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        with contextlib.suppress(redis.RedisError):
-            client.hincrby(keys.METRICS_KEY, f"throttled:{message.queue_name}", 1)
-        logger.debug("job %s attempt %d: %s; again in %d ms", message.message_id, attempt.n,
-                     throttled, delay_ms)  # fmt: skip
-
-    def _reschedule(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        *,
-        eta: int,
-        carried: dict[str, Any],
-        entry: dict[str, Any],
-        state: str,
-    ) -> None:
-        """Ack this delivery and put the job on its delay queue for ``eta``, atomically, with
-        ``carried`` options, the attempt ``entry`` in its timeline and ``state``."""
-        redis_message_id, data = delayed_retry(message, eta=eta, carried=carried)
-        client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        script_keys, args = retry_call(
-            message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
-            redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
-            job_ttl_s=self.history.ttl_s, state=state,
-        )  # fmt: skip
-        retry_script = scripts_for(client).retry
-        settled = settle(message, lambda: retry_script(keys=script_keys, args=args))
-        mark_settled(message)
-        if settled == 0:
-            logger.warning("job %s: no longer held by this worker; not rescheduled",
-                           message.message_id)  # fmt: skip
-
-    def _drop(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        classification: Classification,
-        decision: Decision,
-        attempt: Attempt,
-        *,
-        event_id: str | None = None,
-    ) -> None:
-        finished = now_ms()
-        root = classification.root_cause
-        entry = attempt_record(
-            attempt.n, started_at=attempt.started_at, finished_at=finished, outcome="dropped",
-            category=decision.category, error_type=type_name(root),
-            error_message=error_message(root), rule=classification.rule, worker=worker_id(),
-            sentry_event_id=event_id,
-        )  # fmt: skip
-        fields = {"state": DROPPED, "finished_at": finished, "category": decision.category}
-        self._finish(broker, message, entry, fields)
-
-    def _dead_letter(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        classification: Classification | None,
-        decision: Decision,
-        exception: BaseException | None,
-        attempt: Attempt,
-        *,
-        ran: bool = True,
-        event_id: str | None = None,
-    ) -> None:
-        finished = now_ms()
-        job_id = message.message_id
-        root = classification.root_cause if classification else None
-        outcome = "aborted" if decision.category == "aborted" else "dead_lettered"
-        if ran and attempt.n == 1:
-            timeline = []  # a first attempt has nothing before it: no flush, no read
-        else:
-            timeline = settle(message, lambda: self._timeline(job_id, exclude=attempt.n))
-        if ran:
-            timeline.append(
-                attempt_record(attempt.n, started_at=attempt.started_at, finished_at=finished,
-                               outcome=outcome, category=decision.category,
-                               error_type=type_name(root), error_message=error_message(root),
-                               rule=classification.rule if classification else None,
-                               worker=worker_id(), sentry_event_id=event_id)
-            )  # fmt: skip
-        record = dead_letter_record(
-            message, classification=classification, decision=decision, exception=exception,
-            timeline=timeline, dead_at=finished, sentry_event_id=event_id,
-        )  # fmt: skip
-        ack = AckTarget.for_delivery(
-            broker_id=broker.broker_id,  # type: ignore[attr-defined]
-            queue=message.queue_name,
-            redis_message_id=message.options["redis_message_id"],
-        )
-        settled = settle(message, lambda: self.dead_letters.add(record, ack=ack))
-        mark_settled(message)
-        if not settled:
-            logger.warning("job %s: no longer held by this worker; dead letter not written", job_id)
-        elif ran:
-            self.history.record_attempt(job_id, timeline[-1])
-
-    def _timeline(self, job_id: str, *, exclude: int) -> list[dict[str, Any]]:
-        """The job's attempts so far (everything buffered written first), but attempt
-        ``exclude``."""
-        self.history.flush()
-        return [a for a in self.history.attempts(job_id) if a["n"] != exclude]
 
     def _report(
         self,
