@@ -23,7 +23,7 @@ _UNSET: Any = object()
 
 
 class _Call:
-    __slots__ = ("args", "error", "finished", "keys", "result", "script")
+    __slots__ = ("args", "error", "finished", "keys", "lead", "result", "script", "wake")
 
     def __init__(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
         self.script = script
@@ -32,6 +32,12 @@ class _Call:
         self.result: Any = _UNSET
         self.error: BaseException | None = None
         self.finished = False
+        # Handed the sending by the sender before it: set before `wake` is released.
+        self.lead = False
+        # Held from the start; released once, when the call is finished or handed the sending,
+        # so that a sender wakes exactly the threads it has news for.
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
     def outcome(self) -> Any:
         if self.error is not None:
@@ -48,38 +54,55 @@ class GroupCommit:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._sending = False
 
     def __call__(self, script: Script, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """``script``'s result for ``keys`` and ``args``, or the error it raised."""
         call = _Call(script, keys, args)
-        sending, group = False, []
+        leading, group = False, []
         try:
-            with self._cond:
+            with self._lock:
                 self._pending.append(call)
-                while self._sending and not call.finished:
-                    self._cond.wait()
+                if not self._sending:
+                    # Ours before it is set: an interrupt (a time limit, an abort) landing
+                    # anywhere after still hands the sending on in the finally below.
+                    leading = self._sending = True
+            if not leading:
+                call.wake.acquire()  # until the call is finished, or handed the sending
                 if call.finished:
                     return call.outcome()
-                # No round trip in flight: send every waiting call, this one among them. The
-                # flag is ours before it is set, so that an interrupt (a time limit, an abort)
-                # landing anywhere after still hands the sending on in the finally below.
-                sending = True
-                self._sending = True
+            with self._lock:
                 group, self._pending = self._pending, []
             self._send(group)
         finally:
-            if sending:
-                with self._cond:
-                    for unsent in group:
-                        if not unsent.finished:  # the sender was interrupted before _send ended
-                            unsent.error = redis.ConnectionError("its round trip was interrupted")
-                            unsent.finished = True
-                    self._sending = False
-                    self._cond.notify_all()
+            if leading or call.lead:
+                self._hand_on(call, group)
         return call.outcome()
+
+    def _hand_on(self, own: _Call, group: list[_Call]) -> None:
+        """Wake the threads of the group just sent, and hand the sending to the first call
+        that came meanwhile (or end it)."""
+        with self._lock:
+            interrupted = [c for c in group if not c.finished]
+            for unsent in interrupted:  # the sender was interrupted before _send ended
+                unsent.error = redis.ConnectionError("its round trip was interrupted")
+                unsent.finished = True
+            if interrupted or own in self._pending:
+                # Interrupted before or while taking the group: nothing still waiting may be
+                # left pending by it, and its own call leaves with it.
+                self._pending = [c for c in self._pending if c not in group and c is not own]
+            successor = self._pending[0] if self._pending else None
+            if successor is None:
+                self._sending = False
+            else:
+                successor.lead = True
+        for finished in group:
+            if finished is not own:
+                finished.wake.release()
+        if successor is not None:
+            successor.wake.release()
 
     def _send(self, group: list[_Call]) -> None:
         try:

@@ -161,3 +161,43 @@ def test_a_group_of_different_scripts_gives_each_call_its_own_answer_after_a_flu
 
     assert [call.outcome() for call in calls] == [b"echo a", 1, b"echo b"]
     assert int(client.get("gc-mixed")) == 1  # the call that met NoScriptError ran once
+
+
+def test_a_sender_interrupted_before_it_took_its_group_leaves_no_one_waiting(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    script = scripts_for(client).start
+    group = GroupCommit(client)
+    script_keys, args = start_call("j", ttl_s=60, queue="default", actor="a", running_until=2**40)
+
+    class Interrupt(BaseException):
+        pass
+
+    original_lock = group._lock
+
+    class _InterruptOnSecondEntry:
+        """The group's lock, raising (as a time limit would) when the sender comes back to take
+        its group."""
+
+        entries = 0
+
+        def __enter__(self) -> None:
+            self.entries += 1
+            if self.entries == 2:
+                raise Interrupt
+            original_lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            original_lock.release()
+
+    group._lock = _InterruptOnSecondEntry()  # type: ignore[assignment]
+    with pytest.raises(Interrupt):
+        group(script, keys=script_keys, args=args)
+    group._lock = original_lock
+    assert group._pending == [] and not group._sending
+    done = threading.Event()
+    threading.Thread(
+        target=lambda: (group(script, keys=script_keys, args=args), done.set())
+    ).start()
+    assert done.wait(5)
