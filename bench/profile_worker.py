@@ -1,7 +1,8 @@
-"""Where a worker's per-job time goes: ``python -m bench.profile_worker [JOBS]``.
+"""Where a worker's per-job time goes: ``python -m bench.profile_worker [JOBS [ACTOR]]``.
 
-Runs one ``-p 1 -t 8`` pool of each stack on no-op jobs (evalq with Sentry on a local endpoint,
-as in ``bench_throughput``), prints the Redis commands per job of each stack command by command
+Runs one ``-p 1 -t 8`` pool of each stack on no-op jobs (or on ``dead_letter``, ``fail_once`` or
+``sleep_10ms`` jobs of ``bench.throughput_actors``; evalq with Sentry on a local endpoint, as in
+``bench_throughput``), prints the Redis commands per job of each stack command by command
 (``INFO commandstats`` deltas; ``hlen`` is the bench's own completion poll), and samples each
 stack's worker process with py-spy (GIL-holding samples only, so idle threads do not count)
 while it drains ``JOBS`` jobs (default 20,000). The raw stacks go to
@@ -43,8 +44,8 @@ def commands_by_name(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
 
 
-def _breakdown(client: redis.Redis, pool: Pool, jobs: int) -> dict[str, float]:
-    _stage(client, pool.queue, "noop", jobs)
+def _breakdown(client: redis.Redis, pool: Pool, jobs: int, actor: str) -> dict[str, float]:
+    _stage(client, pool.queue, actor, jobs)
     before = commands_by_name(client)
     _release(client, pool.queue)
     _wait_until_drained(client, pool.queue, timeout=300)
@@ -53,9 +54,9 @@ def _breakdown(client: redis.Redis, pool: Pool, jobs: int) -> dict[str, float]:
     return {name: per_job for name, per_job in sorted(deltas.items()) if per_job >= 0.01}
 
 
-def _profile(client: redis.Redis, pool: Pool, jobs: int) -> Path:
+def _profile(client: redis.Redis, pool: Pool, jobs: int, actor: str) -> Path:
     pid = pool.processes_now()[1].pid  # the forked worker process, not the supervisor
-    _stage(client, pool.queue, "noop", jobs)
+    _stage(client, pool.queue, actor, jobs)
     raw = RESULTS / f"profile-{pool.stack}.txt"
     raw.parent.mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
@@ -83,8 +84,8 @@ def _summary(stack: str, raw: Path) -> None:
         print(f"  {samples / total:6.1%}  {marker}")
 
 
-def main(jobs: int) -> None:
-    scenario = SCENARIOS[0]  # no-op p1t8
+def main(jobs: int, actor: str = "noop") -> None:
+    scenario = next(s for s in SCENARIOS if s.actor == actor and s.processes == 1)
     with (
         tempfile.TemporaryDirectory(prefix="evalq-profile-") as tmp,
         EmbeddedRedis(data_dir=Path(tmp) / "redis") as server,
@@ -99,8 +100,9 @@ def main(jobs: int) -> None:
             try:
                 pool.start(client)
                 warm_up(client, pool)
-                print(f"{stack}: Redis commands per no-op job", _breakdown(client, pool, 2_000))
-                raws[stack] = _profile(client, pool, jobs)
+                per_job = _breakdown(client, pool, 2_000, actor)
+                print(f"{stack}: Redis commands per {actor} job", per_job)
+                raws[stack] = _profile(client, pool, jobs, actor)
             finally:
                 pool.stop()
     for stack, raw in raws.items():
@@ -108,4 +110,4 @@ def main(jobs: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000, *sys.argv[2:3])

@@ -271,7 +271,8 @@ class Outcomes:
             queue=message.queue_name,
             redis_message_id=message.options["redis_message_id"],
         )
-        settled = settle(message, lambda: self.dead_letters.add(record, ack=ack))
+        commits = self.history.commits  # shared with the other threads' starts and finishes
+        settled = settle(message, lambda: self.dead_letters.add(record, ack=ack, commits=commits))
         mark_settled(message)
         if not settled:
             logger.warning("job %s: no longer held by this worker; dead letter not written", job_id)

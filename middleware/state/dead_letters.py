@@ -28,6 +28,7 @@ from middleware.state.dead_letter_record import (
     record_id_prefix,
     redrive_message,
 )
+from middleware.state.group_commit import GroupCommit
 from middleware.state.scripts import scripts_for
 
 #: Largest page ``list`` returns.
@@ -125,15 +126,26 @@ class DeadLetters:
         self._purge_script = registered.dead_letter_purge
         self._page_script = registered.dead_letter_page
 
-    def add(self, record: DeadLetterRecord, *, ack: AckTarget | None = None) -> bool:
+    def add(
+        self,
+        record: DeadLetterRecord,
+        *,
+        ack: AckTarget | None = None,
+        commits: GroupCommit | None = None,
+    ) -> bool:
         """Store ``record`` (redacted) and, with ``ack``, ack the delivery in the same step.
 
         Returns False, having written nothing, when ``ack`` is given and the delivery is no
         longer held by its consumer (already acked or requeued): someone else owns the job.
         Also marks the job's state ``dead_lettered`` and evicts what retention requires, with
-        ``record.dead_at`` as the current time.
+        ``record.dead_at`` as the current time. With ``commits`` (a worker's group commit, on
+        this store's client), the write shares a round trip with the other threads' scripts.
         """
-        written = self._add_script(*self._add_call(record, ack))
+        call_keys, call_args = self._add_call(record, ack)
+        if commits is None:
+            written = self._add_script(call_keys, call_args)
+        else:
+            written = commits(self._add_script, keys=call_keys, args=call_args)
         return bool(written)
 
     def add_many(self, records: Iterable[DeadLetterRecord], *, batch_size: int = 1_000) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 from middleware.state import keys
 from middleware.state.dead_letter_record import MAX_TRACEBACK_CHARS
 from middleware.state.dead_letters import AckTarget, DeadLetters
+from middleware.state.group_commit import GroupCommit
 from tests.support.dead_letters import BATCH, LIVE, NOW, make_message, make_record
 
 pytestmark = pytest.mark.integration
@@ -205,6 +207,34 @@ def test_add_with_a_stale_ack_writes_nothing_and_leaves_the_broker_alone(
 
     assert snapshot(redis_client) == before
     assert store.stats()["total"] == 0
+
+
+def test_adds_sent_through_a_group_commit_each_ack_their_delivery_and_get_their_answer(
+    store: DeadLetters, redis_client: redis.Redis
+) -> None:
+    commits = GroupCommit(store.client)
+    messages = [make_message() for _ in range(6)]
+    acks = [deliver(redis_client, message) for message in messages]
+    records = [make_record(message=message) for message in messages]
+    redis_client.srem(acks[2].acks_key, acks[2].redis_message_id)  # requeued meanwhile
+    answers: dict[int, bool] = {}
+    barrier = threading.Barrier(len(records))
+
+    def add(i: int) -> None:
+        barrier.wait()
+        answers[i] = store.add(records[i], ack=acks[i], commits=commits)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(len(records))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert answers == {0: True, 1: True, 2: False, 3: True, 4: True, 5: True}
+    assert [store.get(r.id) is not None for r in records] == [True, True, False, True, True, True]
+    assert not any(redis_client.sismember(a.acks_key, a.redis_message_id) for a in acks)
+    with pytest.raises(redis.ResponseError, match="already exists"):
+        store.add(records[0], commits=commits)
 
 
 def test_a_delivery_fetched_by_a_real_dramatiq_consumer_is_acked_by_the_dead_letter(
