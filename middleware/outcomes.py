@@ -1,11 +1,12 @@
 """Outcomes: each attempt's outcome, written by the atomic step that settles its delivery.
 
 A success or a drop acks the delivery and writes the job's final state, its last attempt and
-the copy of its payload in one script (``lua/finish.lua``, group-committed with the starts and
-finishes of the process's other threads); a retry or a throttle puts the job on its delay queue
-with its counters (``lua/retry.lua``); a dead letter goes into the DLQ as it is acked
-(``DeadLetters.add``). Each is as durable as the ack: no job leaves the broker without its
-outcome, and none is acked twice. ``ErrorPolicy`` decides; this module only writes.
+the copy of its payload in one script (``lua/finish.lua``); a retry or a throttle puts the job
+on its delay queue with its counters (``lua/retry.lua``); a dead letter goes into the DLQ as it
+is acked (``DeadLetters.add``). Each is sent through the process's group commit, sharing round
+trips with what its other threads send at that moment, and each is as durable as the ack: no
+job leaves the broker without its outcome, and none is acked twice. ``ErrorPolicy`` decides;
+this module only writes.
 """
 
 from __future__ import annotations
@@ -211,8 +212,8 @@ class Outcomes:
             redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
             job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
-        retry_script = scripts_for(client).retry
-        settled = settle(message, lambda: retry_script(keys=script_keys, args=args))
+        retry_script, commits = scripts_for(client).retry, self.history.commits
+        settled = settle(message, lambda: commits(retry_script, keys=script_keys, args=args))
         mark_settled(message)
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; not rescheduled",
