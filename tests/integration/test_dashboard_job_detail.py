@@ -56,6 +56,17 @@ def wait_for(
     raise AssertionError(f"{what} not seen within {timeout}s")
 
 
+def in_state(dashboard: TestClient, job: str, state: str) -> dict[str, Any]:
+    """The job's API document, once the job is in ``state``."""
+
+    def document() -> dict[str, Any] | None:
+        found: dict[str, Any] = dashboard.get(f"/api/jobs/{job}", headers=HEADERS).json()
+        return found if found["state"] == state else None
+
+    found: dict[str, Any] = wait_for(document, f"job {job} {state}")
+    return found
+
+
 def test_a_retried_jobs_payload_is_found_on_its_delay_queue_then_on_its_queue_again(
     worker_pools: WorkerPools, dashboard: TestClient, redis_client: redis.Redis
 ) -> None:
@@ -101,13 +112,7 @@ def test_a_running_jobs_page_shows_its_attempt_its_worker_and_its_payload(
     (worker,) = [w["id"] for w in live_workers(redis_client)]
     job = linger.send(30).message_id
 
-    running = wait_for(
-        lambda: (
-            (d := dashboard.get(f"/api/jobs/{job}", headers=HEADERS).json())["state"] == "running"
-            and d
-        ),
-        "the job running",
-    )
+    running = in_state(dashboard, job, "running")
 
     assert running["running_attempt"]["n"] == 1
     assert running["running_attempt"]["worker"] == worker == running["worker"]
@@ -129,23 +134,13 @@ def test_a_finished_jobs_record_keeps_its_payload_redacted_and_capped(
     short = fail_until_fixed.send(SECRET, "auth").message_id
     long = fail_until_fixed.send("x" * 400, "auth").message_id
 
-    def finished(job: str) -> dict[str, Any]:
-        return wait_for(
-            lambda: (
-                (d := dashboard.get(f"/api/jobs/{job}", headers=HEADERS).json())["state"]
-                == "succeeded"
-                and d
-            ),
-            f"job {job} succeeded",
-        )
-
-    kept = finished(short)
+    kept = in_state(dashboard, short, "succeeded")
     assert kept["payload_source"] == "history"
     assert kept["payload"]["actor_name"] == "fail_until_fixed"
     assert kept["payload"]["args"] == ["[redacted]", "auth"]
     record = redis_client.hgetall(keys.job_key(short))
     assert record and all(SECRET.encode() not in value for value in record.values())
-    excerpt = finished(long)
+    excerpt = in_state(dashboard, long, "succeeded")
     assert excerpt["payload_source"] == "history_excerpt"
     assert len(excerpt["payload"]["excerpt"].encode()) == 300
     assert excerpt["payload"]["size_bytes"] > 400
@@ -157,13 +152,7 @@ def test_a_record_keeps_no_payload_when_told_to_keep_none(
     worker_pools.start(QUEUE, modules=ACTORS, threads=1, env={"EVALQ_HISTORY_PAYLOAD_BYTES": "0"})
     job = linger.send(0).message_id
 
-    done = wait_for(
-        lambda: (
-            (d := dashboard.get(f"/api/jobs/{job}", headers=HEADERS).json())["state"] == "succeeded"
-            and d
-        ),
-        "the job succeeded",
-    )
+    done = in_state(dashboard, job, "succeeded")
 
     assert done["payload"] is None and done["payload_source"] is None
     assert not redis_client.hexists(keys.job_key(job), "payload")
