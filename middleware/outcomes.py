@@ -58,6 +58,7 @@ from middleware.state.settlement import (
 )
 from middleware.worker_registry import worker_id
 
+# Logged as the error policy, whose decisions these are: the logger name operators filter on.
 logger = logging.getLogger("evalq.error_policy")
 
 

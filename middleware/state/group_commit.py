@@ -1,13 +1,13 @@
 """Script calls from many threads, sent together: one round trip for all that wait.
 
 Every job's attempt is counted in Redis before it runs (``History.start_attempt``), and its
-outcome is written by the script that acks it (``ErrorPolicy._finish``). A round trip costs a
-worker far more CPU than the script costs Redis, and a process's threads start and end their
-jobs at nearly the same moments. ``GroupCommit`` lets the first thread that calls send its call
-at once, alone; threads that call while that round trip is in flight wait, and the first of them
-then sends all their calls, whatever their scripts, in one pipeline. An idle process pays
-nothing extra; a busy one pays one round trip per group instead of per call. Each call is still
-its own atomic script, with its own answer or error.
+outcome is written by the script that acks it (``middleware.outcomes``: a finish, a retry, a
+dead letter). A round trip costs a worker far more CPU than the script costs Redis, and a
+process's threads start and end their jobs at nearly the same moments. ``GroupCommit`` lets the
+first thread that calls send its call at once, alone; threads that call while that round trip
+is in flight wait, and the first of them then sends all their calls, whatever their scripts, in
+one pipeline. An idle process pays nothing extra; a busy one pays one round trip per group
+instead of per call. Each call is still its own atomic script, with its own answer or error.
 """
 
 from __future__ import annotations

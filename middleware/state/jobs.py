@@ -190,7 +190,7 @@ class History:
         self.trim_interval_s = trim_interval_s
         self._scripts = scripts_for(client)
         #: The starts and finishes of a process's threads share round trips
-        #: (middleware.state.group_commit; ErrorPolicy._finish sends through it too).
+        #: (middleware.state.group_commit; middleware.outcomes sends through it too).
         self.commits = GroupCommit(client)
         # ("attempt", job id, entry) or ("state", job id, fields, enqueued_at)
         self._buffer: list[tuple[Any, ...]] = []
