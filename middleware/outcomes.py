@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.middleware import SkipMessage
+from redis.commands.core import Script
 
 from middleware.core.attempts import (
     OPTION_ATTEMPTS,
@@ -81,6 +82,8 @@ class Outcomes:
         self.history = history
         self.dead_letters = dead_letters
         self.rand = rand
+        # Registered on the client the group commit sends on.
+        self._scripts = scripts_for(history.client)
 
     def succeed(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
         """Ack the delivery of a job whose attempt succeeded, recording it ``succeeded``."""
@@ -110,18 +113,16 @@ class Outcomes:
         """Ack the delivery and write the job's final ``fields`` and last attempt ``entry`` in
         one atomic step: the outcome is as durable as the ack. The record keeps a copy of the
         payload, whose message leaves Redis with the ack."""
-        client: redis.Redis = broker.client  # type: ignore[attr-defined]
-        kept = payload_copy(message._message.asdict(), limit_bytes=self.history.payload_bytes)
+        limit = self.history.payload_bytes
+        # Nothing to build when no copy is kept (EVALQ_HISTORY_PAYLOAD_BYTES=0).
+        kept = payload_copy(message._message.asdict(), limit_bytes=limit) if limit > 0 else None
         if kept is not None:
             fields = {**fields, PAYLOAD_FIELD: kept}
         script_keys, args = finish_call(
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
-        finish_script, commits = scripts_for(client).finish, self.history.commits
-        # Sent with the starts and finishes other threads make at the same moment.
-        finished = settle(message, lambda: commits(finish_script, keys=script_keys, args=args))
-        mark_settled(message)
+        finished = self._settle(message, self._scripts.finish, script_keys, args)
         if finished == 0:
             logger.warning("job %s: no longer held by this worker and ended already; outcome %s "
                            "not recorded", message.message_id, fields["state"])  # fmt: skip
@@ -207,18 +208,26 @@ class Outcomes:
         """Ack this delivery and put the job on its delay queue for ``eta``, atomically, with
         ``carried`` options, the attempt ``entry`` in its timeline and ``state``."""
         redis_message_id, data = delayed_retry(message, eta=eta, carried=carried)
-        client: redis.Redis = broker.client  # type: ignore[attr-defined]
         script_keys, args = retry_call(
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
             job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
-        retry_script, commits = scripts_for(client).retry, self.history.commits
-        settled = settle(message, lambda: commits(retry_script, keys=script_keys, args=args))
-        mark_settled(message)
+        settled = self._settle(message, self._scripts.retry, script_keys, args)
         if settled == 0:
             logger.warning("job %s: no longer held by this worker; not rescheduled",
                            message.message_id)  # fmt: skip
+
+    def _settle(
+        self, message: MessageProxy, script: Script, script_keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run a script that settles ``message``'s delivery, sent with the starts and settles
+        other threads make at the same moment, retried while Redis is away; then note the
+        delivery settled, so that Dramatiq does not ack it again."""
+        commits = self.history.commits
+        settled = settle(message, lambda: commits(script, keys=script_keys, args=args))
+        mark_settled(message)
+        return settled
 
     def drop(
         self,
