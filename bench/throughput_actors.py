@@ -19,7 +19,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 
 STACK = os.environ.get("BENCH_STACK", "evalq")
-QUEUE = f"bench.{STACK}"
+#: ``bench.ab`` runs two evalq trees side by side, each on a queue of its own.
+QUEUE = os.environ.get("BENCH_QUEUE") or f"bench.{STACK}"
 
 #: Markers a retried message carries: Dramatiq's ``Retries`` and evalq's error policy.
 _RETRY_OPTIONS = ("retries", "evalq_first_failure_at")

@@ -67,6 +67,8 @@ class Pool:
     threads: int
     env: dict[str, str]
     log_dir: Path
+    #: The tree whose ``bench.throughput_actors`` (and evalq) the workers import.
+    tree: Path = REPO_ROOT
     group: ProcessGroup = field(default_factory=ProcessGroup)
 
     @property
@@ -79,9 +81,9 @@ class Pool:
         argv = [sys.executable, "-m", "dramatiq", "bench.throughput_actors",
                 "--processes", str(self.processes), "--threads", str(self.threads),
                 "--queues", self.queue]  # fmt: skip
-        env = {"BENCH_STACK": self.stack, **self.env}
+        env = {"BENCH_STACK": self.stack, "BENCH_QUEUE": self.queue, **self.env}
         log_path = self.log_dir / f"{self.stack}-p{self.processes}t{self.threads}.log"
-        self.group.start(self.stack, argv, env=env, log_path=log_path, cwd=REPO_ROOT)
+        self.group.start(self.stack, argv, env=env, log_path=log_path, cwd=self.tree)
         deadline = time.monotonic() + 60
         while client.zcard("dramatiq:__heartbeats__") < before + self.processes:
             if self.group.poll()[self.stack] is not None or time.monotonic() > deadline:
