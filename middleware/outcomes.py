@@ -1,7 +1,8 @@
 """Outcomes: each attempt's outcome, written by the atomic step that settles its delivery.
 
 A success or a drop acks the delivery and writes the job's final state, its last attempt and
-the copy of its payload in one script (``lua/finish.lua``); a retry or a throttle puts the job
+the copy of its payload in one script (``lua/finish.lua``), without holding up the worker
+thread; a retry or a throttle puts the job
 on its delay queue with its counters (``lua/retry.lua``); a dead letter goes into the DLQ as it
 is acked (``DeadLetters.add``). Each is sent through the process's group commit, sharing round
 trips with what its other threads send at that moment, and each is as durable as the ack: no
@@ -14,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +87,7 @@ class Outcomes:
         self.rand = rand
         # Registered on the client the group commit sends on.
         self._scripts = scripts_for(history.client)
+        self._written = _InFlight()
 
     def succeed(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
         """Ack the delivery of a job whose attempt succeeded, recording it ``succeeded``."""
@@ -112,7 +116,13 @@ class Outcomes:
     ) -> None:
         """Ack the delivery and write the job's final ``fields`` and last attempt ``entry`` in
         one atomic step: the outcome is as durable as the ack. The record keeps a copy of the
-        payload, whose message leaves Redis with the ack."""
+        payload, whose message leaves Redis with the ack.
+
+        The worker thread does not wait for it: the step joins the group commit's next round
+        trip, and the thread starts its next job meanwhile (whose start often shares that
+        round trip). Until it is written the delivery stays unacked, as Dramatiq's own ack,
+        made on a thread of its own, does: a worker killed before then has its job
+        redelivered. ``drain`` waits for what is still unwritten at shutdown."""
         limit = self.history.payload_bytes
         # Nothing to build when no copy is kept (EVALQ_HISTORY_PAYLOAD_BYTES=0).
         kept = payload_copy(message._message.asdict(), limit_bytes=limit) if limit > 0 else None
@@ -122,14 +132,69 @@ class Outcomes:
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
-        finished = self._settle(message, self._scripts.finish, script_keys, args)
-        if finished == 0:
-            logger.warning("job %s: no longer held by this worker and ended already; outcome %s "
-                           "not recorded", message.message_id, fields["state"])  # fmt: skip
-        elif finished == 2:
-            logger.warning("job %s: no longer held by this worker (redelivered meanwhile); "
-                           "outcome %s recorded all the same", message.message_id,
-                           fields["state"])  # fmt: skip
+        self._written.begin()
+        self.history.commits.submit(
+            self._scripts.finish, keys=script_keys, args=args,
+            done=lambda finished, error: self._finished(
+                broker, message, fields["state"], script_keys, args, finished, error),
+        )  # fmt: skip
+        # The thread goes on to its next job; Dramatiq's own ack is skipped.
+        mark_settled(message)
+
+    def _finished(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        state: str,
+        script_keys: list[str],
+        args: list[Any],
+        finished: Any,
+        error: BaseException | None,
+    ) -> None:
+        """What the finish of ``message`` came to, once sent (on the thread that sent it)."""
+        if error is not None:
+            # Not on the sender's thread: it must not wait on the group commit it is sending.
+            threading.Thread(target=self._finish_again, name="evalq-finish-retry", daemon=True,
+                             args=(broker, message, state, script_keys, args)).start()  # fmt: skip
+            return
+        try:
+            if finished == 0:
+                logger.warning("job %s: no longer held by this worker and ended already; "
+                               "outcome %s not recorded", message.message_id, state)  # fmt: skip
+            elif finished == 2:
+                logger.warning("job %s: no longer held by this worker (redelivered meanwhile); "
+                               "outcome %s recorded all the same", message.message_id,
+                               state)  # fmt: skip
+        finally:
+            self._written.end()
+
+    def _finish_again(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        state: str,
+        script_keys: list[str],
+        args: list[Any],
+    ) -> None:
+        """Send a finish that failed again, for as long as Redis is away (``settle``); a finish
+        Redis refuses nacks the delivery into Dramatiq's dead set, as a failed settle does."""
+        script = self._scripts.finish
+        try:
+            finished = settle(message, lambda: self.history.commits(
+                script, keys=script_keys, args=args))  # fmt: skip
+        except Exception:
+            logger.critical("job %s: could not settle its attempt; nacking it",
+                            message.message_id, exc_info=True)  # fmt: skip
+            with contextlib.suppress(redis.RedisError):
+                broker.do_nack(message.queue_name, message.options["redis_message_id"])  # type: ignore[attr-defined]
+            self._written.end()
+            return
+        self._finished(broker, message, state, script_keys, args, finished, None)
+
+    def drain(self, timeout_s: float) -> int:
+        """Wait until every finish handed to the group commit is written, for at most
+        ``timeout_s``; returns how many are not (their jobs will be redelivered)."""
+        return self._written.wait(timeout_s)
 
     def retry(
         self,
@@ -315,3 +380,28 @@ def failed_attempt(
         rule=classification.rule if classification is not None else None, worker=worker_id(),
         sentry_event_id=event_id,
     )  # fmt: skip
+
+
+class _InFlight:
+    """A count of finishes sent without waiting, and a wait until none is left."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def begin(self) -> None:
+        with self._changed:
+            self._count += 1
+
+    def end(self) -> None:
+        with self._changed:
+            self._count -= 1
+            if self._count == 0:
+                self._changed.notify_all()
+
+    def wait(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self._count > 0 and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            return self._count

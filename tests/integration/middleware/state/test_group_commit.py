@@ -201,3 +201,103 @@ def test_a_sender_interrupted_before_it_took_its_group_leaves_no_one_waiting(
         target=lambda: (group(script, keys=script_keys, args=args), done.set())
     ).start()
     assert done.wait(5)
+
+
+# --- calls no thread waits on (a job's finish) ------------------------------------------------
+
+
+class _Told:
+    """A ``done`` callback that records what it was told, and on which thread."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[object, BaseException | None, str]] = []
+        self.event = threading.Event()
+
+    def __call__(self, result: object, error: BaseException | None) -> None:
+        self.told.append((result, error, threading.current_thread().name))
+        self.event.set()
+
+
+def test_a_submitted_call_is_sent_without_its_caller_waiting_and_its_outcome_told(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    count = client.register_script("return redis.call('INCR', KEYS[1])")
+    group = GroupCommit(client)
+    told = _Told()
+
+    group.submit(count, keys=["gc-submit"], args=[], done=told)
+
+    assert told.event.wait(5)
+    assert told.told == [(1, None, "evalq-group-commit")]
+    assert int(client.get("gc-submit")) == 1
+    assert not group._sending and group._pending == []
+
+
+def test_the_first_call_submitted_while_a_round_trip_is_in_flight_is_still_sent(
+    redis_url: str,
+) -> None:
+    """The sender in flight hands the sending to the background thread, which must exist by
+    then although no call was submitted before."""
+    client = redis.Redis.from_url(redis_url)
+    slow = client.register_script(
+        "local t = redis.call('TIME'); local stop = t[1] * 1000000 + t[2] + 300000 "
+        "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop return 1"
+    )
+    count = client.register_script("return redis.call('INCR', KEYS[1])")
+    slow.sha = client.script_load(slow.script)
+    group = GroupCommit(client)
+    waiter = threading.Thread(target=lambda: group(slow, keys=[], args=[]))
+    waiter.start()
+    while not group._sending:
+        pass
+    told = _Told()
+
+    group.submit(count, keys=["gc-in-flight"], args=[], done=told)
+
+    assert told.event.wait(5), "the submitted call was never sent"
+    waiter.join(timeout=5)
+    assert int(client.get("gc-in-flight")) == 1
+    # And the group commit is free for the next caller.
+    assert group(count, keys=["gc-in-flight"], args=[]) == 2
+
+
+def test_a_submitted_call_that_fails_is_told_its_error(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    group = GroupCommit(client)
+    told = _Told()
+
+    group.submit(scripts_for(client).start, keys=["k"], args=[], done=told)  # too few of both
+
+    assert told.event.wait(5)
+    [(result, error, _)] = told.told
+    assert result is None
+    assert isinstance(error, redis.ResponseError)
+
+
+def test_submitted_and_waiting_calls_of_many_threads_each_run_once(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    count = client.register_script("return redis.call('INCR', KEYS[1])")
+    group = GroupCommit(client)
+    told: list[object] = []
+    all_told = threading.Semaphore(0)
+
+    def done(result: object, error: BaseException | None) -> None:
+        told.append(error or result)
+        all_told.release()
+
+    def work(i: int) -> None:
+        for _ in range(50):
+            group(count, keys=["gc-waited"], args=[])
+            group.submit(count, keys=["gc-submitted"], args=[], done=done)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for _ in range(400):
+        assert all_told.acquire(timeout=5)
+    assert int(client.get("gc-waited")) == 400
+    assert int(client.get("gc-submitted")) == 400
+    assert sorted(told) == list(range(1, 401))  # type: ignore[type-var]
