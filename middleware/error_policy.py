@@ -55,8 +55,6 @@ logger = logging.getLogger("evalq.error_policy")
 DEFAULT_TIME_LIMIT_MS = 600_000
 #: After its time limit plus this, an attempt still recorded as running is known to be dead.
 RUNNING_GRACE_MS = 60_000
-#: How long a stopping worker waits for the job outcomes still on their way to Redis, in seconds.
-DRAIN_TIMEOUT_S = 30.0
 
 
 class ErrorPolicy(dramatiq.Middleware):
@@ -125,11 +123,7 @@ class ErrorPolicy(dramatiq.Middleware):
         quiet_dramatiq_failure_logs()
 
     def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
-        # The worker threads have stopped: write the finishes still on their way.
-        left = self.outcomes.drain(DRAIN_TIMEOUT_S)
-        if left:
-            logger.critical("%d job outcome(s) not written before shutdown (Redis unavailable); "
-                            "those jobs will be redelivered", left)  # fmt: skip
+        self.outcomes.drain()  # the worker threads have stopped: outcomes still on their way
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +40,7 @@ from middleware.core.failure_text import error_message, type_name
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
+from middleware.state.group_commit import InFlight
 from middleware.state.jobs import (
     DROPPED,
     QUEUED,
@@ -65,6 +65,9 @@ from middleware.worker_registry import worker_id
 # Logged as the error policy, whose decisions these are: the logger name operators filter on.
 logger = logging.getLogger("evalq.error_policy")
 
+#: How long a stopping worker waits for the job outcomes still on their way to Redis, in seconds.
+DRAIN_TIMEOUT_S = 30.0
+
 
 class Outcomes:
     """Writes the outcome of an attempt with the settle of its delivery.
@@ -87,7 +90,7 @@ class Outcomes:
         self.rand = rand
         # Registered on the client the group commit sends on.
         self._scripts = scripts_for(history.client)
-        self._written = _InFlight()
+        self._written = InFlight()
 
     def succeed(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
         """Ack the delivery of a job whose attempt succeeded, recording it ``succeeded``."""
@@ -133,11 +136,15 @@ class Outcomes:
             entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
         self._written.begin()
-        self.history.commits.submit(
-            self._scripts.finish, keys=script_keys, args=args,
-            done=lambda finished, error: self._finished(
-                broker, message, fields["state"], script_keys, args, finished, error),
-        )  # fmt: skip
+        try:
+            self.history.commits.submit(
+                self._scripts.finish, keys=script_keys, args=args,
+                done=lambda finished, error: self._finished(
+                    broker, message, fields["state"], script_keys, args, finished, error),
+            )  # fmt: skip
+        except BaseException:  # an interrupt (a time limit landing late): nothing was handed on
+            self._written.end()
+            raise
         # The thread goes on to its next job; Dramatiq's own ack is skipped.
         mark_settled(message)
 
@@ -191,10 +198,14 @@ class Outcomes:
             return
         self._finished(broker, message, state, script_keys, args, finished, None)
 
-    def drain(self, timeout_s: float) -> int:
+    def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> int:
         """Wait until every finish handed to the group commit is written, for at most
         ``timeout_s``; returns how many are not (their jobs will be redelivered)."""
-        return self._written.wait(timeout_s)
+        left = self._written.wait(timeout_s)
+        if left:
+            logger.critical("%d job outcome(s) not written before shutdown (Redis unavailable); "
+                            "those jobs will be redelivered", left)  # fmt: skip
+        return left
 
     def retry(
         self,
@@ -381,27 +392,3 @@ def failed_attempt(
         sentry_event_id=event_id,
     )  # fmt: skip
 
-
-class _InFlight:
-    """A count of finishes sent without waiting, and a wait until none is left."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._changed = threading.Condition()
-
-    def begin(self) -> None:
-        with self._changed:
-            self._count += 1
-
-    def end(self) -> None:
-        with self._changed:
-            self._count -= 1
-            if self._count == 0:
-                self._changed.notify_all()
-
-    def wait(self, timeout_s: float) -> int:
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while self._count > 0 and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-            return self._count

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -203,3 +204,29 @@ def _tell(call: _Call) -> None:
         call.done(None if call.error is not None else call.result, call.error)
     except Exception:
         logger.exception("a group commit's done callback failed")
+
+
+class InFlight:
+    """A count of submitted calls whose outcome is not settled yet, and a wait until none is
+    left (a stopping worker's, for the finishes on their way)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def begin(self) -> None:
+        with self._changed:
+            self._count += 1
+
+    def end(self) -> None:
+        with self._changed:
+            self._count -= 1
+            if self._count == 0:
+                self._changed.notify_all()
+
+    def wait(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self._count > 0 and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            return max(self._count, 0)
