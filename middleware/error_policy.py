@@ -122,9 +122,6 @@ class ErrorPolicy(dramatiq.Middleware):
         # Before the first job: Dramatiq 2.2 starts worker threads before after_worker_boot.
         quiet_dramatiq_failure_logs()
 
-    def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
-        self.outcomes.drain()  # the worker threads have stopped: outcomes still on their way
-
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:
             self._before(broker, message)

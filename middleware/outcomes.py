@@ -1,8 +1,7 @@
 """Outcomes: each attempt's outcome, written by the atomic step that settles its delivery.
 
 A success or a drop acks the delivery and writes the job's final state, its last attempt and
-the copy of its payload in one script (``lua/finish.lua``), without holding up the worker
-thread; a retry or a throttle puts the job
+the copy of its payload in one script (``lua/finish.lua``); a retry or a throttle puts the job
 on its delay queue with its counters (``lua/retry.lua``); a dead letter goes into the DLQ as it
 is acked (``DeadLetters.add``). Each is sent through the process's group commit, sharing round
 trips with what its other threads send at that moment, and each is as durable as the ack: no
@@ -15,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +38,6 @@ from middleware.core.failure_text import error_message, type_name
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
-from middleware.state.group_commit import InFlight
 from middleware.state.jobs import (
     DROPPED,
     QUEUED,
@@ -65,9 +62,6 @@ from middleware.worker_registry import worker_id
 # Logged as the error policy, whose decisions these are: the logger name operators filter on.
 logger = logging.getLogger("evalq.error_policy")
 
-#: How long a stopping worker waits for the job outcomes still on their way to Redis, in seconds.
-DRAIN_TIMEOUT_S = 30.0
-
 
 class Outcomes:
     """Writes the outcome of an attempt with the settle of its delivery.
@@ -90,7 +84,6 @@ class Outcomes:
         self.rand = rand
         # Registered on the client the group commit sends on.
         self._scripts = scripts_for(history.client)
-        self._written = InFlight()
 
     def succeed(self, broker: Broker, message: MessageProxy, attempt: Attempt) -> None:
         """Ack the delivery of a job whose attempt succeeded, recording it ``succeeded``."""
@@ -119,13 +112,7 @@ class Outcomes:
     ) -> None:
         """Ack the delivery and write the job's final ``fields`` and last attempt ``entry`` in
         one atomic step: the outcome is as durable as the ack. The record keeps a copy of the
-        payload, whose message leaves Redis with the ack.
-
-        The worker thread does not wait for it: the step joins the group commit's next round
-        trip, and the thread starts its next job meanwhile (whose start often shares that
-        round trip). Until it is written the delivery stays unacked, as Dramatiq's own ack,
-        made on a thread of its own, does: a worker killed before then has its job
-        redelivered. ``drain`` waits for what is still unwritten at shutdown."""
+        payload, whose message leaves Redis with the ack."""
         limit = self.history.payload_bytes
         # Nothing to build when no copy is kept (EVALQ_HISTORY_PAYLOAD_BYTES=0).
         kept = payload_copy(message._message.asdict(), limit_bytes=limit) if limit > 0 else None
@@ -135,77 +122,14 @@ class Outcomes:
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
-        self._written.begin()
-        try:
-            self.history.commits.submit(
-                self._scripts.finish, keys=script_keys, args=args,
-                done=lambda finished, error: self._finished(
-                    broker, message, fields["state"], script_keys, args, finished, error),
-            )  # fmt: skip
-        except BaseException:  # an interrupt (a time limit landing late): nothing was handed on
-            self._written.end()
-            raise
-        # The thread goes on to its next job; Dramatiq's own ack is skipped.
-        mark_settled(message)
-
-    def _finished(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        state: str,
-        script_keys: list[str],
-        args: list[Any],
-        finished: Any,
-        error: BaseException | None,
-    ) -> None:
-        """What the finish of ``message`` came to, once sent (on the thread that sent it)."""
-        if error is not None:
-            # Not on the sender's thread: it must not wait on the group commit it is sending.
-            threading.Thread(target=self._finish_again, name="evalq-finish-retry", daemon=True,
-                             args=(broker, message, state, script_keys, args)).start()  # fmt: skip
-            return
-        try:
-            if finished == 0:
-                logger.warning("job %s: no longer held by this worker and ended already; "
-                               "outcome %s not recorded", message.message_id, state)  # fmt: skip
-            elif finished == 2:
-                logger.warning("job %s: no longer held by this worker (redelivered meanwhile); "
-                               "outcome %s recorded all the same", message.message_id,
-                               state)  # fmt: skip
-        finally:
-            self._written.end()
-
-    def _finish_again(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        state: str,
-        script_keys: list[str],
-        args: list[Any],
-    ) -> None:
-        """Send a finish that failed again, for as long as Redis is away (``settle``); a finish
-        Redis refuses nacks the delivery into Dramatiq's dead set, as a failed settle does."""
-        script = self._scripts.finish
-        try:
-            finished = settle(message, lambda: self.history.commits(
-                script, keys=script_keys, args=args))  # fmt: skip
-        except Exception:
-            logger.critical("job %s: could not settle its attempt; nacking it",
-                            message.message_id, exc_info=True)  # fmt: skip
-            with contextlib.suppress(redis.RedisError):
-                broker.do_nack(message.queue_name, message.options["redis_message_id"])  # type: ignore[attr-defined]
-            self._written.end()
-            return
-        self._finished(broker, message, state, script_keys, args, finished, None)
-
-    def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> int:
-        """Wait until every finish handed to the group commit is written, for at most
-        ``timeout_s``; returns how many are not (their jobs will be redelivered)."""
-        left = self._written.wait(timeout_s)
-        if left:
-            logger.critical("%d job outcome(s) not written before shutdown (Redis unavailable); "
-                            "those jobs will be redelivered", left)  # fmt: skip
-        return left
+        finished = self._settle(message, self._scripts.finish, script_keys, args)
+        if finished == 0:
+            logger.warning("job %s: no longer held by this worker and ended already; outcome %s "
+                           "not recorded", message.message_id, fields["state"])  # fmt: skip
+        elif finished == 2:
+            logger.warning("job %s: no longer held by this worker (redelivered meanwhile); "
+                           "outcome %s recorded all the same", message.message_id,
+                           fields["state"])  # fmt: skip
 
     def retry(
         self,
@@ -391,4 +315,3 @@ def failed_attempt(
         rule=classification.rule if classification is not None else None, worker=worker_id(),
         sentry_event_id=event_id,
     )  # fmt: skip
-

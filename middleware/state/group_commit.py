@@ -8,19 +8,12 @@ first thread that calls send its call at once, alone; threads that call while th
 is in flight wait, and the first of them then sends all their calls, whatever their scripts, in
 one pipeline. An idle process pays nothing extra; a busy one pays one round trip per group
 instead of per call. Each call is still its own atomic script, with its own answer or error.
-
-A call no thread needs to wait for (a job's finish: its thread goes on to its next job) is
-``submit``-ted instead: it joins the next group, and a background thread sends the group when
-no waiting thread is there to.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -28,21 +21,12 @@ from redis.commands.core import Script
 
 _UNSET: Any = object()
 
-logger = logging.getLogger("evalq.error_policy")
-
-#: What a call sent without a waiting thread is told once it was sent: its result, or its error.
-Done = Callable[[Any, BaseException | None], None]
-
 
 class _Call:
-    __slots__ = ("args", "done", "error", "finished", "keys", "lead", "result", "script", "wake")
+    __slots__ = ("args", "error", "finished", "keys", "lead", "result", "script", "wake")
 
-    def __init__(
-        self, script: Script, keys: Sequence[Any], args: Sequence[Any], done: Done | None = None
-    ) -> None:
+    def __init__(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
         self.script = script
-        # Set for a call no thread waits on (GroupCommit.submit): told its outcome instead.
-        self.done = done
         self.keys = keys
         self.args = args
         self.result: Any = _UNSET
@@ -73,37 +57,6 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._sending = False
-        # The sender of calls no thread waits on: handed the sending like a waiting thread.
-        self._flusher_turn = threading.Semaphore(0)
-        self._flusher_pid: int | None = None
-
-    def submit(
-        self, script: Script, *, keys: Sequence[Any], args: Sequence[Any], done: Done
-    ) -> None:
-        """Send ``script``'s call with the next group and return at once; ``done(result,
-        error)`` is called once it was sent, on the thread that sent it (it must not wait on
-        this group commit). A background thread sends it when no one else is sending."""
-        call = _Call(script, keys, args, done)
-        with self._lock:
-            if self._flusher_pid != os.getpid():  # first use in this process (or a fork)
-                self._flusher_pid = os.getpid()
-                threading.Thread(target=self._flush, name="evalq-group-commit",
-                                 daemon=True).start()  # fmt: skip
-            self._pending.append(call)
-            if self._sending:
-                return  # the sender hands the sending on to the flusher when it is first
-            self._sending = True
-        self._flusher_turn.release()
-
-    def _flush(self) -> None:
-        while True:
-            self._flusher_turn.acquire()
-            with self._lock:
-                group, self._pending = self._pending, []
-            try:
-                self._send(group)
-            finally:
-                self._hand_on(None, group)
 
     def __call__(self, script: Script, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """``script``'s result for ``keys`` and ``args``, or the error it raised."""
@@ -128,7 +81,7 @@ class GroupCommit:
                 self._hand_on(call, group)
         return call.outcome()
 
-    def _hand_on(self, own: _Call | None, group: list[_Call]) -> None:
+    def _hand_on(self, own: _Call, group: list[_Call]) -> None:
         """Wake the threads of the group just sent, and hand the sending to the first call
         that came meanwhile (or end it)."""
         with self._lock:
@@ -146,16 +99,10 @@ class GroupCommit:
             else:
                 successor.lead = True
         for finished in group:
-            if finished is not own and finished.done is None:
+            if finished is not own:
                 finished.wake.release()
         if successor is not None:
-            if successor.done is None:
-                successor.wake.release()
-            else:  # no thread waits on it: the flusher sends the next group
-                self._flusher_turn.release()
-        for finished in group:
-            if finished.done is not None:
-                _tell(finished)
+            successor.wake.release()
 
     def _send(self, group: list[_Call]) -> None:
         try:
@@ -196,37 +143,3 @@ class GroupCommit:
         for call in group:
             pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         return list(pipe.execute(raise_on_error=False))
-
-
-def _tell(call: _Call) -> None:
-    assert call.done is not None
-    try:
-        call.done(None if call.error is not None else call.result, call.error)
-    except Exception:
-        logger.exception("a group commit's done callback failed")
-
-
-class InFlight:
-    """A count of submitted calls whose outcome is not settled yet, and a wait until none is
-    left (a stopping worker's, for the finishes on their way)."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._changed = threading.Condition()
-
-    def begin(self) -> None:
-        with self._changed:
-            self._count += 1
-
-    def end(self) -> None:
-        with self._changed:
-            self._count -= 1
-            if self._count == 0:
-                self._changed.notify_all()
-
-    def wait(self, timeout_s: float) -> int:
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while self._count > 0 and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-            return max(self._count, 0)
