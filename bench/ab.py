@@ -1,6 +1,6 @@
 """evalq against an earlier evalq, side by side: what one change bought, measured in one run.
 
-    python -m bench.ab REV [--actor noop] [--processes 1] [--threads 8] [--jobs 5000] [--trials 6]
+    python -m bench.ab REV [--actor noop] [-p 1] [-t 8] [--jobs 5000] [--trials 6]
 
 ``REV`` is checked out into a temporary git worktree ("base"); this tree is "head". Each tree's
 workers wait on their own queue of one embedded ``redis-server``, with Sentry posting to an
@@ -99,8 +99,8 @@ def main() -> None:
     parser.add_argument("rev", help="the revision to compare this tree against")
     parser.add_argument("--actor", default="noop",
                         choices=["noop", "sleep_10ms", "fail_once", "dead_letter"])  # fmt: skip
-    parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("-p", "--processes", type=int, default=1)
+    parser.add_argument("-t", "--threads", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=5_000)
     parser.add_argument("--trials", type=int, default=6)
     args = parser.parse_args()
