@@ -201,3 +201,16 @@ def test_a_sender_interrupted_before_it_took_its_group_leaves_no_one_waiting(
         target=lambda: (group(script, keys=script_keys, args=args), done.set())
     ).start()
     assert done.wait(5)
+
+
+def test_a_lone_call_after_redis_forgot_its_script_loads_it_and_runs_once(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    count = client.register_script("return redis.call('INCR', KEYS[1])")
+    group = GroupCommit(client)
+    assert group(count, keys=["gc-lone"], args=[]) == 1
+    client.script_flush()
+
+    assert group(count, keys=["gc-lone"], args=[]) == 2
+    assert int(client.get("gc-lone")) == 2
