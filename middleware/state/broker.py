@@ -189,7 +189,7 @@ class _GuardedConsumer(_RedisConsumer):
     @property
     def _free(self) -> int:
         """Deliveries the consumer may still fetch before it holds all its prefetch."""
-        return int(self.prefetch) - len(self.queued_message_ids) - len(self._cache)
+        return int(self.prefetch - self.outstanding_message_count)
 
     def _freed(self) -> None:
         if self._free >= self._refill:
