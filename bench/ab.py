@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from bench.bench_throughput import POLICY_OVERRIDES
+from bench.bench_throughput import POLICY_OVERRIDES, SCENARIOS, _stack_env
 from bench.throughput_trial import REPO_ROOT, Pool, TrialResult, run_trial, warm_up
 from tests.support.policy import write_test_policy
 from tests.support.sentry_endpoint import SentryEndpoint
@@ -62,9 +62,11 @@ def compare(rev: str, *, actor: str, processes: int, threads: int, jobs: int,
             with EmbeddedRedis(data_dir=tmp / "redis") as server, SentryEndpoint() as sentry:
                 client = redis.Redis.from_url(server.url)
                 policy = write_test_policy(tmp / "policy.toml", POLICY_OVERRIDES)
-                env = {"BENCH_STACK": "evalq", "EVALQ_REDIS_URL": server.url,
-                       "EVALQ_ENV": "test", "EVALQ_POLICY_FILE": str(policy),
-                       "SENTRY_DSN": sentry.dsn}  # fmt: skip
+                # evalq's settings as bench_throughput gives them (its own stack name is the
+                # tree's, so that each tree has a queue of its own).
+                scenario = next(s for s in SCENARIOS if s.actor == actor)
+                env = {"BENCH_STACK": "evalq",
+                       **_stack_env("evalq", scenario, server.url, policy, sentry.dsn)}  # fmt: skip
                 pools = {tree: Pool(tree, processes, threads, env, tmp / "logs",
                                     tree=base if tree == "base" else REPO_ROOT)
                          for tree in TREES}  # fmt: skip
