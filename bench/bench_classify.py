@@ -2,8 +2,10 @@
 
 (a) a ``RuntimeError`` wrapping an openai ``BadRequestError`` "tools is not supported" (two links,
 matched by a message rule), (b) a bare ``RuntimeError`` that no rule matches (every rule tried).
-Baseline, measured in the same run: ``str()`` of the innermost exception plus one ``re.search`` of
-the capability regex on it, the least any message-based classification has to do.
+Baseline, measured in the same run: ``str()`` of (a)'s innermost exception plus one ``re.search``
+of the capability regex on it, the least any message-based classification has to do. The target
+is a ratio to it, as every speed target here: ``TARGET_RATIO`` is the 20 µs first set for a call,
+over the 1.25 µs this baseline took on the machine that set it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from config.policy import load_policy
 from config.settings import DEFAULT_POLICY_FILE
 from middleware.core.classify import Classifier
 
-TARGET_US = 20.0
+TARGET_RATIO = 16.0
 CAPABILITY = re.compile(
     r"(?i)\b(tools?|tool_choice|function calling|response_format)\b.*\bnot supported\b"
 )
@@ -86,11 +88,11 @@ def run() -> list[dict[str, Any]]:
         "classify: wrapped openai capability error": _capability_error(),
         "classify: unknown RuntimeError (no rule)": _raised(lambda: RuntimeError("boom")),
     }
+    inner = cases["classify: wrapped openai capability error"].__cause__
+    baseline = _per_call_us(lambda: CAPABILITY.search(str(inner)))
     rows = []
     for name, exc in cases.items():
         value = _per_call_us(lambda exc=exc: classifier.classify(exc, now=now))  # type: ignore[misc]
-        inner = exc.__cause__ or exc
-        baseline = _per_call_us(lambda inner=inner: CAPABILITY.search(str(inner)))  # type: ignore[misc]
         rows.append(
             {
                 "name": name,
@@ -98,8 +100,8 @@ def run() -> list[dict[str, Any]]:
                 "unit": "us",
                 "baseline": round(baseline, 3),
                 "ratio": round(value / baseline, 2),
-                "target": TARGET_US,
-                "ok": value <= TARGET_US,
+                "target": f"<= {TARGET_RATIO:.0f}x",
+                "ok": value / baseline <= TARGET_RATIO,
             }
         )
     return rows

@@ -18,6 +18,7 @@ Pure: no I/O, no clock (``now`` is passed in), nothing imported to match a class
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -224,8 +225,15 @@ _BUILTIN_KEYS = tuple(
 
 def builtin_category(fact: ErrorFacts) -> tuple[str, str] | None:
     """``(category, rule name)`` of a link the built-in taxonomy knows, else None."""
+    return _builtin_category_of(fact.types)
+
+
+@functools.lru_cache(maxsize=1024)
+def _builtin_category_of(types: tuple[str, ...]) -> tuple[str, str] | None:
+    # A function of the class's ancestry alone: a process meets few classes and each costs a
+    # walk of the whole taxonomy, so the answer is kept per ancestry.
     for name, prefix, category, rule in _BUILTIN_KEYS:
-        for dotted in fact.types:
+        for dotted in types:
             if dotted.endswith(name) and name_matches(prefix, name, dotted):
                 return category, rule
     return None
