@@ -49,6 +49,7 @@ from middleware.state import keys
 from middleware.state.connections import while_redis_away
 from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.dead_letters import AckTarget, DeadLetters
+from middleware.state.hook_dispatch import HookDispatch
 from middleware.state.jobs import QUEUED
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import is_settled
@@ -67,7 +68,7 @@ class MalformedMessage(CategorizedError):
     forced_action = "dead_letter"
 
 
-class EvalqRedisBroker(RedisBroker):
+class EvalqRedisBroker(HookDispatch, RedisBroker):
     """A ``RedisBroker`` whose consumers dead-letter malformed messages instead of choking.
 
     Parameters:
@@ -367,11 +368,7 @@ def send_call(message: Message[Any], *, job_ttl_s: int) -> tuple[list[str], list
         keys.JOB_INDEX_PREFIX,
     ]
     if not known:
-        args += [
-            "state", QUEUED, "queue", q_name(queue), "actor", message.actor_name,
-            "enqueued_at", message.message_timestamp,
-            "redis_message_id", message.options["redis_message_id"],
-        ]  # fmt: skip
+        args += [QUEUED, q_name(queue), message.actor_name]
     return script_keys, args
 
 

@@ -47,7 +47,7 @@ elseif redis.call('HGET', job_key, 'state') == running then
 else
   return 0
 end
-write_job(job_key, job_id, enqueued_at, ttl_s, FIRST_FIELD)
+write_job(job_key, job_id, enqueued_at, ttl_s, argv_from(FIRST_FIELD))
 redis.call('HSET', attempts_key, attempt_n, attempt_json)
 redis.call('EXPIRE', attempts_key, ttl_s)
 return outcome

@@ -15,8 +15,9 @@
 -- ARGV[5] ttl_s             life of the job's record, in seconds
 -- ARGV[6] enqueued_at       ms since the epoch (the job's score in the job index)
 -- ARGV[7] JOB_INDEX         prefix of the job index's keys (keys.JOB_INDEX_PREFIX)
--- ARGV[8..] fields          field, value, ... of the job's state hash (its state and delivery
---                           id among them), for a new job
+-- ARGV[8] state             a new job's state (jobs.QUEUED)
+-- ARGV[9] queue             the job's queue (without the delay queue's suffix)
+-- ARGV[10] actor            the actor that runs it
 local queue_list, queue_messages, job_key = KEYS[1], KEYS[2], KEYS[3]
 local redis_message_id = ARGV[1]
 local data = ARGV[2]
@@ -25,16 +26,17 @@ local job_id = ARGV[4]
 local ttl_s = ARGV[5]
 local enqueued_at = ARGV[6]
 local JOB_INDEX = ARGV[7]
-local FIRST_FIELD = 8
+local state = ARGV[8]
+local queue = ARGV[9]
+local actor = ARGV[10]
 
 -- @include enqueue
 -- @include job_index
 
-if redis.call('HEXISTS', queue_messages, redis_message_id) == 1 then return 0 end
-enqueue(queue_list, queue_messages, redis_message_id, data)
+if not enqueue_once(queue_list, queue_messages, redis_message_id, data) then return 0 end
 if record == '1' then
-  -- The fields name the delivery (redis_message_id) already.
-  write_job(job_key, job_id, enqueued_at, ttl_s, FIRST_FIELD)
+  write_job(job_key, job_id, enqueued_at, ttl_s, {'state', state, 'queue', queue,
+    'actor', actor, 'enqueued_at', enqueued_at, 'redis_message_id', redis_message_id})
 elseif redis.call('EXISTS', job_key) == 1 then
   -- The job's current delivery, where the dashboard reads a waiting job's payload (a retry
   -- coming due from its delay queue is enqueued under a new id).

@@ -17,5 +17,5 @@ local FIRST_FIELD = 5
 
 -- @include job_index
 
-write_job(job_key, job_id, enqueued_at, ttl_s, FIRST_FIELD)
+write_job(job_key, job_id, enqueued_at, ttl_s, argv_from(FIRST_FIELD))
 return 1

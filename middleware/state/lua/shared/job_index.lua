@@ -11,9 +11,10 @@
 --   indexed with already; `score` (ms) is used for a job not indexed yet (a job without a
 --   record is taken to be new), or for every entry with `rescore` (a redrive enqueues the job
 --   anew). Without a score nothing is indexed.
--- write_job(job_key, id, score, ttl_s, first)
---   Write the field, value pairs ARGV[first], ARGV[first + 1], ... to the job's state hash (kept
+-- write_job(job_key, id, score, ttl_s, changes)
+--   Write `changes`, a list of field, value, field, value, ..., to the job's state hash (kept
 --   ttl_s seconds) and move its index entries to match, as index_job does with `score`.
+-- argv_from(first) -> the list ARGV[first], ARGV[first + 1], ... (changes passed as arguments)
 
 local INDEXED_FIELDS = {'queue', 'actor', 'state', 'category'}
 -- Fields whose values are recorded in <JOB_INDEX>names:<field> for the trim to find their indexes
@@ -54,16 +55,19 @@ local function index_job(id, score, before, after, rescore)
              id, score, fresh)
 end
 
-local function write_job(job_key, id, score, ttl_s, first)
+local function argv_from(first)
+  local list = {}
+  for i = first, #ARGV do list[#list + 1] = ARGV[i] end
+  return list
+end
+
+local function write_job(job_key, id, score, ttl_s, changes)
   local before = indexed_fields(job_key)
   local after = {queue = before.queue, actor = before.actor, state = before.state,
                  category = before.category}
-  local changes = {}
-  for i = first, #ARGV, 2 do
-    local field, value = ARGV[i], ARGV[i + 1]
-    if IS_INDEXED_FIELD[field] then after[field] = value end
-    changes[#changes + 1] = field
-    changes[#changes + 1] = value
+  for i = 1, #changes, 2 do
+    local field = changes[i]
+    if IS_INDEXED_FIELD[field] then after[field] = changes[i + 1] end
   end
   redis.call('HSET', job_key, unpack(changes))
   redis.call('EXPIRE', job_key, ttl_s)
