@@ -114,6 +114,20 @@ def _run_scenario(
     return results, warm_rss
 
 
+def _libraries_rss(client: redis.Redis, scenario: Scenario, env: dict[str, str], dsn: str,
+                   log_dir: Path) -> int:  # fmt: skip
+    """RSS (bytes) of bare Dramatiq's workers with the libraries evalq's worker loads besides
+    Dramatiq and redis-py (``BENCH_STACK=libs``), after the same jobs as a trial."""
+    pool = Pool("libs", scenario.processes, scenario.threads, {**env, "BENCH_SENTRY_DSN": dsn},
+                log_dir)  # fmt: skip
+    try:
+        pool.start(client)
+        warm_up(client, pool)
+        return run_trial(client, pool, scenario.actor, JOBS).rss_bytes
+    finally:
+        pool.stop()
+
+
 def _send_trials(client: redis.Redis, url: str) -> dict[str, list[TrialResult]]:
     """``actor.send()`` of a no-op, one call at a time, on each stack's broker."""
     import workers
@@ -218,6 +232,11 @@ def run() -> list[dict[str, Any]]:
             if scenario.label == "no-op p1t8":
                 rss = {stack: results[stack][0].rss_bytes / 2**20 for stack in STACKS}
                 rows.append(_row(f"no-op p1t8: worker RSS after {JOBS:,} jobs", "MB", rss,
+                                 None, higher_is_better=False))  # fmt: skip
+                libraries = _libraries_rss(client, scenario, envs["bare"], sentry.dsn,
+                                           Path(tmp) / "logs")  # fmt: skip
+                rows.append(_row("no-op p1t8: RSS vs bare + evalq's libraries", "MB",
+                                 {"bare": libraries / 2**20, "evalq": rss["evalq"]},
                                  RSS_TARGET, higher_is_better=False))  # fmt: skip
                 # What the jobs added, apart from what the process loaded before its first one.
                 growth = {stack: (results[stack][0].rss_bytes - warm_rss[stack]) / 2**20

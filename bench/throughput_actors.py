@@ -2,8 +2,11 @@
 
 ``BENCH_STACK=bare`` builds a plain Dramatiq ``RedisBroker`` with Dramatiq's default middleware on
 ``BENCH_REDIS_URL`` (plus ``CurrentMessage`` with ``BENCH_CURRENT_MESSAGE=1``, which the
-retry-once actor needs to tell its first attempt from its retry); ``BENCH_STACK=evalq`` imports
-``workers``, evalq's full stack as ``dramatiq workers`` builds it. Both declare the same four
+retry-once actor needs to tell its first attempt from its retry); ``BENCH_STACK=libs`` is the same
+with the libraries evalq's worker must load besides Dramatiq and redis-py (pydantic and
+pydantic-settings, sentry-sdk initialised to ``BENCH_SENTRY_DSN`` as evalq initialises it), the
+baseline of the memory row; ``BENCH_STACK=evalq`` imports ``workers``, evalq's full stack as
+``dramatiq workers`` builds it. Both declare the same four
 actors on the queue ``bench.<stack>``, so the two stacks' workers can wait side by side on one
 Redis without taking each other's jobs.
 """
@@ -41,7 +44,31 @@ def _bare_broker() -> RedisBroker:
     return broker
 
 
-if STACK == "bare":
+def _load_evalq_libraries() -> None:
+    """What evalq's worker loads besides Dramatiq and redis-py, none of evalq's own code: a
+    settings class read from the environment, and sentry-sdk as evalq initialises it."""
+    import logging
+
+    import pydantic  # noqa: F401
+    import pydantic_settings
+    import sentry_sdk
+    from sentry_sdk.integrations.logging import LoggingIntegration
+
+    class Settings(pydantic_settings.BaseSettings):
+        redis_url: str = ""
+
+    Settings()
+    sentry_sdk.init(
+        dsn=os.environ["BENCH_SENTRY_DSN"],
+        include_local_variables=False,
+        auto_enabling_integrations=False,
+        integrations=[LoggingIntegration(level=logging.INFO, event_level=None)],
+    )
+
+
+if STACK in ("bare", "libs"):
+    if STACK == "libs":
+        _load_evalq_libraries()
     dramatiq.set_broker(_bare_broker())
     # Dramatiq's Retries: one retry after 1-10 ms; none for the dead-letter actor.
     _retry_once: dict[str, Any] = {"max_retries": 1, "min_backoff": 1, "max_backoff": 10}
