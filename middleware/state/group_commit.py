@@ -8,10 +8,16 @@ first thread that calls send its call at once, alone; threads that call while th
 is in flight wait, and the first of them then sends all their calls, whatever their scripts, in
 one pipeline. An idle process pays nothing extra; a busy one pays one round trip per group
 instead of per call. Each call is still its own atomic script, with its own answer or error.
+
+Only one group is ever in flight, so a ``GroupCommit`` sends on one connection of its client's
+pool that it keeps (``_HeldConnection``): its EVALSHA commands are packed and written at once and
+their replies read back, without redis-py's per-command path (pool checkout and checks, retry
+wrapper, metrics), which cost a worker about as much CPU again as the round trip itself.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +51,54 @@ class _Call:
         return self.result
 
 
+class _HeldConnection:
+    """One connection of ``pool``, kept for one sender at a time: taken when first needed (again
+    in a forked child), reconnected by redis-py after an error."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._pool = pool
+        self._connection: Any = None
+        self._pid = 0
+
+    def replies(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The reply to each command, sent in one write: an error reply is its ``ResponseError``;
+        any other failure (the connection, an interrupt) drops the connection and is raised."""
+        if self._connection is None or self._pid != os.getpid():
+            # A parent's connection is left alone: redis-py closes only its own process's.
+            self._connection, self._pid = self._pool.get_connection(), os.getpid()
+        connection = self._connection
+        try:
+            self._check(connection)
+            # As the pool does before it hands a connection out: send_packed_command would
+            # reconnect to the address it had, where a Sentinel connection asks for the primary.
+            connection.connect()
+            connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
+            return replies
+        except BaseException:
+            # Replies may be left unread: the next round trip starts on a new connection.
+            connection.disconnect()
+            raise
+
+    def _check(self, connection: Any) -> None:
+        """What the pool checks of a connection it hands out or takes back: one that has a
+        reply nobody asked for, that Redis closed (a restart while the process was idle), or
+        that is not to the node the pool now knows as the primary (a Sentinel pool learns of a
+        failover when any of its connections reconnects), is dropped, and the send connects
+        anew."""
+        try:
+            stale = connection.can_read()
+        except (redis.ConnectionError, OSError):
+            stale = True
+        if stale or not self._pool.owns_connection(connection):
+            connection.disconnect()
+
+
 class GroupCommit:
     """Runs scripts for many threads, in one round trip for the calls that overlap.
 
@@ -54,6 +108,7 @@ class GroupCommit:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._connection = _HeldConnection(client.connection_pool)
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._sending = False
@@ -106,11 +161,7 @@ class GroupCommit:
 
     def _send(self, group: list[_Call]) -> None:
         try:
-            if len(group) == 1:
-                [call] = group
-                call.result = call.script(keys=call.keys, args=call.args)
-            else:
-                self._send_pipelined(group)
+            self._send_pipelined(group)
         except BaseException as error:  # every waiting thread gets what happened
             for call in group:
                 if call.result is _UNSET and call.error is None:
@@ -137,9 +188,8 @@ class GroupCommit:
                 call.result = result
 
     def _pipeline(self, group: list[_Call]) -> list[Any]:
-        # EVALSHA straight into the pipeline: redis-py's Script in a pipeline would first ask
-        # SCRIPT EXISTS, a round trip of its own.
-        pipe = self.client.pipeline(transaction=False)
-        for call in group:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        return list(pipe.execute(raise_on_error=False))
+        # EVALSHA itself: redis-py's Script would first ask SCRIPT EXISTS in a pipeline, a round
+        # trip of its own; a NoScriptError reply is handled above.
+        return self._connection.replies(
+            [("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args) for c in group]
+        )

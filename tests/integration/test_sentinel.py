@@ -207,3 +207,33 @@ def test_a_script_write_sent_to_a_replica_by_a_stale_sentinel_answer_lands_on_th
     assert primary.get("k") == b"v"
     primary.close()
     client.close()
+
+
+def test_a_workers_group_commit_follows_a_failover_even_when_the_old_primary_returns(
+    sentinels: SentinelSet,
+) -> None:
+    from middleware.state.group_commit import GroupCommit
+
+    client = redis_client(sentinels.url, socket_timeout=1, socket_connect_timeout=0.5)
+    write = client.register_script("redis.call('SET', KEYS[1], ARGV[1]) return 1")
+    group = GroupCommit(client)  # keeps one connection, to this primary
+    assert group(write, keys=["before"], args=["1"]) == 1
+    old = sentinels.node_on(sentinels.primary_port() or 0)
+    fail_over(sentinels)
+    deadline = time.monotonic() + 30
+    while sentinels.primary_port() in (None, sentinels.nodes[old].port):
+        assert time.monotonic() < deadline, sentinels.logs()
+        time.sleep(0.05)
+    # Back on its port, empty and still calling itself a primary until the sentinels demote
+    # it: a connection that reconnected to the address it had would write there and lose it.
+    sentinels.restart(old)
+    while sentinels.role(old) != "master":
+        assert time.monotonic() < deadline, sentinels.logs()
+        time.sleep(0.01)
+    # Another connection of the pool meets the new primary, as the worker's others would.
+    while_redis_away(lambda: client.set("noticed", 1), patience_s=20)
+    assert while_redis_away(lambda: group(write, keys=["after"], args=["2"]), patience_s=20) == 1
+    new_primary = redis.Redis(host="127.0.0.1", port=sentinels.primary_port() or 0)
+    assert new_primary.get("after") == b"2"
+    new_primary.close()
+    client.close()

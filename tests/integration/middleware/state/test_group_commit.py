@@ -214,3 +214,67 @@ def test_a_lone_call_after_redis_forgot_its_script_loads_it_and_runs_once(
 
     assert group(count, keys=["gc-lone"], args=[]) == 2
     assert int(client.get("gc-lone")) == 2
+
+
+def _held_client_id(group: GroupCommit) -> int:
+    connection = group._connection._connection
+    connection.send_command("CLIENT", "ID")
+    return int(connection.read_response())
+
+
+def test_calls_go_over_one_held_connection_that_survives_redis_closing_it(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    count = client.register_script("return redis.call('INCR', KEYS[1])")
+    group = GroupCommit(client)
+    assert group(count, keys=["gc-held"], args=[]) == 1
+    held = _held_client_id(group)
+    assert group(count, keys=["gc-held"], args=[]) == 2
+    assert _held_client_id(group) == held  # the same connection, not one checked out per call
+
+    # Redis closes it while the process is idle (a restart, a timeout): the next call notices
+    # before it sends, reconnects, and runs once, rather than failing its job's settlement.
+    client.client_kill_filter(_id=held)
+    assert group(count, keys=["gc-held"], args=[]) == 3
+    assert _held_client_id(group) != held
+    assert int(client.get("gc-held")) == 3
+
+
+def test_a_round_trip_that_breaks_off_leaves_no_reply_for_the_next_one(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    echo = client.register_script("return ARGV[1]")
+    group = GroupCommit(client)
+    assert group(echo, keys=[], args=["warm"]) == b"warm"
+    connection = group._connection._connection
+
+    class Interrupt(BaseException):
+        pass
+
+    original = connection.read_response
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise Interrupt  # as a time limit landing between the write and the reply would
+
+    connection.read_response = interrupted
+    with pytest.raises(Interrupt):
+        group(echo, keys=[], args=["lost"])
+    connection.read_response = original
+    # The reply to "lost" is never read as the answer to the next call.
+    assert group(echo, keys=[], args=["next"]) == b"next"
+
+
+def test_a_forked_child_takes_a_connection_of_its_own(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from middleware.state import group_commit
+
+    client = redis.Redis.from_url(redis_url)
+    echo = client.register_script("return ARGV[1]")
+    group = GroupCommit(client)
+    assert group(echo, keys=[], args=["parent"]) == b"parent"
+    parents = group._connection._connection
+    real_pid = group_commit.os.getpid()
+    monkeypatch.setattr(group_commit.os, "getpid", lambda: real_pid + 1)
+    assert group(echo, keys=[], args=["child"]) == b"child"
+    assert group._connection._connection is not parents
