@@ -5,10 +5,9 @@ walks the whole list and calls the no-op that ``Middleware`` defines for the hoo
 does not implement. A worker of evalq's stack has twelve middleware and emits about ten hooks per
 job, most of them no-ops for most of the list, and a ``send()`` walks all twelve twice to reach
 none. ``HookDispatch`` keeps, per hook, the middleware that define it, in the broker's order, and
-calls only those (looked up at each call, as Dramatiq does), with Dramatiq's handling of their
-errors. The list is rebuilt whenever the
-broker's middleware list is not the one it was built from (``add_middleware``, or the list
-changed in place).
+calls only those (each hook looked up at the call, as Dramatiq does), with Dramatiq's handling of
+their errors. The list is rebuilt whenever the broker's middleware list is not the one it was
+built from (``add_middleware``, or the list changed in place).
 """
 
 from __future__ import annotations
