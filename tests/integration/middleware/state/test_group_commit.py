@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import redis
+from redis.commands.core import Script
 
 from middleware.state import keys
 from middleware.state.group_commit import GroupCommit, _Call
@@ -203,12 +204,16 @@ def test_a_sender_interrupted_before_it_took_its_group_leaves_no_one_waiting(
     assert done.wait(5)
 
 
+def _counting(redis_url: str) -> tuple[redis.Redis, Script, GroupCommit]:
+    """A client, a script that counts calls in KEYS[1], and a group commit on the client."""
+    client = redis.Redis.from_url(redis_url)
+    return client, client.register_script("return redis.call('INCR', KEYS[1])"), GroupCommit(client)
+
+
 def test_a_lone_call_after_redis_forgot_its_script_loads_it_and_runs_once(
     redis_url: str,
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    count = client.register_script("return redis.call('INCR', KEYS[1])")
-    group = GroupCommit(client)
+    client, count, group = _counting(redis_url)
     assert group(count, keys=["gc-lone"], args=[]) == 1
     client.script_flush()
 
@@ -225,9 +230,7 @@ def _held_client_id(group: GroupCommit) -> int:
 def test_calls_go_over_one_held_connection_that_survives_redis_closing_it(
     redis_url: str,
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    count = client.register_script("return redis.call('INCR', KEYS[1])")
-    group = GroupCommit(client)
+    client, count, group = _counting(redis_url)
     assert group(count, keys=["gc-held"], args=[]) == 1
     held = _held_client_id(group)
     assert group(count, keys=["gc-held"], args=[]) == 2
