@@ -74,14 +74,20 @@ class WorkerRegistry(dramatiq.Middleware):
         }
         with self._jobs_lock:
             self._jobs[message.message_id] = job
-        self._changed.set()
+        self._note_change()
 
     def after_process_message(
         self, broker: Broker, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
         with self._jobs_lock:
             self._jobs.pop(message.message_id, None)
-        self._changed.set()
+        self._note_change()
+
+    def _note_change(self) -> None:
+        # Already noted since the last beat, as it mostly is on a busy worker: Event.set would
+        # take its condition's lock for nothing, twice a job.
+        if not self._changed.is_set():
+            self._changed.set()
 
     after_skip_message = after_process_message
 
