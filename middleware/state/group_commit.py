@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 _UNSET: Any = object()
 
@@ -68,10 +69,13 @@ class _HeldConnection:
             self._connection, self._pid = self._pool.get_connection(), os.getpid()
         connection = self._connection
         try:
-            self._check(connection)
-            # As the pool does before it hands a connection out: send_packed_command would
-            # reconnect to the address it had, where a Sentinel connection asks for the primary.
+            # Readied as the pool readies a connection it hands out. connect() is a no-op when
+            # connected; reconnecting, a Sentinel connection asks the sentinels for the primary
+            # (send_packed_command alone would reconnect to the address it had).
             connection.connect()
+            if self._stale(connection):
+                connection.disconnect()
+                connection.connect()
             connection.send_packed_command(connection.pack_commands(commands))
             replies: list[Any] = []
             for _ in commands:
@@ -85,18 +89,17 @@ class _HeldConnection:
             connection.disconnect()
             raise
 
-    def _check(self, connection: Any) -> None:
-        """What the pool checks of a connection it hands out or takes back: one that has a
-        reply nobody asked for, that Redis closed (a restart while the process was idle), or
-        that is not to the node the pool now knows as the primary (a Sentinel pool learns of a
-        failover when any of its connections reconnects), is dropped, and the send connects
-        anew."""
+    def _stale(self, connection: Any) -> bool:
+        """What the pool checks of a connection it hands out or takes back: whether it has a
+        reply nobody asked for, Redis closed it (a restart while the process was idle), or it
+        is not to the node the pool now knows as the primary (a Sentinel pool learns of a
+        failover when any of its connections reconnects)."""
+        if not self._pool.owns_connection(connection):
+            return True
         try:
-            stale = connection.can_read()
+            return bool(connection.can_read())
         except (redis.ConnectionError, OSError):
-            stale = True
-        if stale or not self._pool.owns_connection(connection):
-            connection.disconnect()
+            return True
 
 
 class GroupCommit:
@@ -107,7 +110,6 @@ class GroupCommit:
     """
 
     def __init__(self, client: redis.Redis) -> None:
-        self.client = client
         self._connection = _HeldConnection(client.connection_pool)
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
@@ -171,25 +173,28 @@ class GroupCommit:
                 call.finished = True
 
     def _send_pipelined(self, group: list[_Call]) -> None:
-        results = self._pipeline(group)
-        if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-            # Redis restarted and forgot the scripts: load them, send those calls again (a
-            # call that met NoScriptError did not run).
-            missing = [c for c, r in zip(group, results, strict=True)
-                       if isinstance(r, redis.exceptions.NoScriptError)]  # fmt: skip
-            for script in {id(c.script): c.script for c in missing}.values():
-                self.client.script_load(script.script)
-            for call, result in zip(missing, self._pipeline(missing), strict=True):
-                results[group.index(call)] = result
+        results = self._connection.replies([_evalsha(call) for call in group])
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            # Redis restarted and forgot the scripts (a call that met NoScriptError did not
+            # run): load them and send those calls again, in one round trip over the connection
+            # that met the error.
+            scripts = list({id(group[i].script): group[i].script for i in missing}.values())
+            again = self._connection.replies(
+                [*(("SCRIPT", "LOAD", script.script) for script in scripts),
+                 *(_evalsha(group[i]) for i in missing)]
+            )  # fmt: skip
+            refused = next((r for r in again[: len(scripts)] if isinstance(r, Exception)), None)
+            for i, result in zip(missing, again[len(scripts) :], strict=True):
+                results[i] = refused or result
         for call, result in zip(group, results, strict=True):
             if isinstance(result, Exception):
                 call.error = result
             else:
                 call.result = result
 
-    def _pipeline(self, group: list[_Call]) -> list[Any]:
-        # EVALSHA itself: redis-py's Script would first ask SCRIPT EXISTS in a pipeline, a round
-        # trip of its own; a NoScriptError reply is handled above.
-        return self._connection.replies(
-            [("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args) for c in group]
-        )
+
+def _evalsha(call: _Call) -> tuple[Any, ...]:
+    # EVALSHA itself: redis-py's Script would first ask SCRIPT EXISTS in a pipeline, a round trip
+    # of its own; a NoScriptError reply is handled by _send_pipelined.
+    return ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
