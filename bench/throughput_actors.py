@@ -6,9 +6,9 @@ retry-once actor needs to tell its first attempt from its retry); ``BENCH_STACK=
 with the libraries evalq's worker must load besides Dramatiq and redis-py (pydantic and
 pydantic-settings, sentry-sdk initialised to ``BENCH_SENTRY_DSN`` as evalq initialises it), the
 baseline of the memory row; ``BENCH_STACK=evalq`` imports ``workers``, evalq's full stack as
-``dramatiq workers`` builds it. Both declare the same four
-actors on the queue ``bench.<stack>``, so the two stacks' workers can wait side by side on one
-Redis without taking each other's jobs.
+``dramatiq workers`` builds it. Each declares the same four actors on the queue
+``bench.<stack>``, so the stacks' workers can wait side by side on one Redis without taking
+each other's jobs.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 --   list (dramatiq:<queue>), where a worker's fetch finds it.
 -- enqueue_once(queue_list, queue_messages, redis_message_id, data) -> false, writing nothing,
 --   when that delivery id is in the payload hash already; else enqueues as enqueue does.
--- Onto the list the fetch reads, the one place evalq writes it.
+
+-- Onto the list the fetch reads: the one place evalq writes it.
 local function push_delivery(queue_list, redis_message_id)
   redis.call('RPUSH', queue_list, redis_message_id)
 end
