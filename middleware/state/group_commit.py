@@ -53,27 +53,31 @@ class _Call:
 
 
 class _HeldConnection:
-    """One connection of ``pool``, kept for one sender at a time: taken when first needed (again
-    in a forked child), reconnected by redis-py after an error."""
+    """One connection of ``client``'s pool, kept for one sender at a time: taken when first
+    needed, again in a forked child and after the client was given another pool
+    (``workers.bootstrap.repoint``); reconnected by redis-py after an error."""
 
-    def __init__(self, pool: redis.ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._pool: redis.ConnectionPool | None = None
         self._connection: Any = None
         self._pid = 0
 
     def replies(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """The reply to each command, sent in one write: an error reply is its ``ResponseError``;
         any other failure (the connection, an interrupt) drops the connection and is raised."""
-        if self._connection is None or self._pid != os.getpid():
-            # A parent's connection is left alone: redis-py closes only its own process's.
-            self._connection, self._pid = self._pool.get_connection(), os.getpid()
+        pool = self._client.connection_pool
+        if self._pool is not pool or self._pid != os.getpid():
+            # A parent's connection is left alone: redis-py closes only its own process's. An
+            # old pool's was closed by whoever replaced the pool.
+            self._connection, self._pid, self._pool = pool.get_connection(), os.getpid(), pool
         connection = self._connection
         try:
             # Readied as the pool readies a connection it hands out. connect() is a no-op when
             # connected; reconnecting, a Sentinel connection asks the sentinels for the primary
             # (send_packed_command alone would reconnect to the address it had).
             connection.connect()
-            if self._stale(connection):
+            if self._stale(pool, connection):
                 connection.disconnect()
                 connection.connect()
             connection.send_packed_command(connection.pack_commands(commands))
@@ -89,12 +93,13 @@ class _HeldConnection:
             connection.disconnect()
             raise
 
-    def _stale(self, connection: Any) -> bool:
+    @staticmethod
+    def _stale(pool: redis.ConnectionPool, connection: Any) -> bool:
         """What the pool checks of a connection it hands out or takes back: whether it has a
         reply nobody asked for, Redis closed it (a restart while the process was idle), or it
         is not to the node the pool now knows as the primary (a Sentinel pool learns of a
         failover when any of its connections reconnects)."""
-        if not self._pool.owns_connection(connection):
+        if not pool.owns_connection(connection):
             return True
         try:
             return bool(connection.can_read())
@@ -110,7 +115,7 @@ class GroupCommit:
     """
 
     def __init__(self, client: redis.Redis) -> None:
-        self._connection = _HeldConnection(client.connection_pool)
+        self._connection = _HeldConnection(client)
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._sending = False

@@ -13,27 +13,9 @@ from middleware.state import keys
 from middleware.state.group_commit import GroupCommit, _Call
 from middleware.state.jobs import History, start_call
 from middleware.state.scripts import scripts_for
+from tests.support.round_trips import RoundTrips
 
 pytestmark = pytest.mark.integration
-
-
-class _RoundTrips:
-    """Counts what a client sends, one packed write per round trip."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.count = 0
-        connection_class = client.connection_pool.connection_class
-        self._class, self._original = connection_class, connection_class.send_packed_command
-        counter = self
-
-        def counting(connection, command, check_health=True):  # type: ignore[no-untyped-def]
-            counter.count += 1
-            return counter._original(connection, command, check_health)
-
-        connection_class.send_packed_command = counting
-
-    def close(self) -> None:
-        self._class.send_packed_command = self._original
 
 
 def _start_many(history: History, job_ids: list[str]) -> list[tuple[str, int, bool]]:
@@ -62,7 +44,7 @@ def test_sixteen_threads_starting_at_once_each_get_their_count_in_fewer_round_tr
     history = History(client)
     history.start_attempt("warm", queue="default", actor="export_results", running_until=2**40)
     jobs = [f"job-{i % 8}" for i in range(16)]  # each job started by two threads
-    trips = _RoundTrips(client)
+    trips = RoundTrips(client)
     try:
         results = _start_many(history, jobs)
     finally:
@@ -281,3 +263,25 @@ def test_a_forked_child_takes_a_connection_of_its_own(
     monkeypatch.setattr(group_commit.os, "getpid", lambda: real_pid + 1)
     assert group(echo, keys=[], args=["child"]) == b"child"
     assert group._connection._connection is not parents
+
+
+def test_a_group_commit_follows_its_client_to_the_pool_it_is_given(redis_url: str) -> None:
+    from urllib.parse import urlparse
+
+    client, count, group = _counting(redis_url)
+    assert group(count, keys=["gc-moved"], args=[]) == 1
+    # As workers.bootstrap.repoint moves a broker's client: a new pool, the old one closed.
+    old = client.connection_pool
+    db = 2 if old.connection_kwargs.get("db") == 1 else 1
+    client.connection_pool = redis.ConnectionPool.from_url(
+        urlparse(redis_url)._replace(path=f"/{db}").geturl()
+    )
+    old.disconnect()
+    moved = redis.Redis(connection_pool=client.connection_pool)
+    try:
+        assert group(count, keys=["gc-moved"], args=[]) == 1
+        assert int(moved.get("gc-moved")) == 1
+        assert int(redis.Redis.from_url(redis_url).get("gc-moved")) == 1  # the old one untouched
+    finally:
+        moved.flushdb()
+        client.connection_pool.disconnect()
