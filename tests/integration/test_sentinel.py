@@ -22,6 +22,7 @@ from middleware.state import keys
 from middleware.state.aborts import request_abort
 from middleware.state.connections import redis_client, while_redis_away
 from middleware.state.settlement import settle
+from tests.support.dramatiq_option_actors import flaky_with_one_retry
 from tests.support.requests import rule_request
 from tests.support.sentinel import SentinelSet
 from workers.bootstrap import repoint
@@ -55,8 +56,11 @@ def test_a_broker_repointed_at_a_sentinel_url_moves_every_part_sharing_its_clien
         repoint(workers.broker, sentinels.url)
         assert isinstance(workers.broker.client.connection_pool, SentinelConnectionPool)
         workers.broker.client.set("where", "sentinel")
+        # The broker's sends, over the connection it keeps for them, follow the client too.
+        message = flaky_with_one_retry.send("sent after the repoint")
         primary = redis.Redis(host="127.0.0.1", port=sentinels.primary_port() or 0)
         assert primary.get("where") == b"sentinel"
+        assert primary.hget(keys.job_key(message.message_id), "state") == b"queued"
         primary.close()
     finally:
         repoint(workers.broker, redis_url)

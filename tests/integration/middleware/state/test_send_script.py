@@ -11,6 +11,7 @@ import workers
 from middleware.state import keys
 from middleware.state.jobs import History, search_jobs
 from tests.support.dramatiq_option_actors import flaky_with_one_retry
+from tests.support.round_trips import RoundTrips
 
 pytestmark = pytest.mark.integration
 
@@ -36,22 +37,41 @@ def test_send_makes_exactly_one_round_trip_to_redis(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
     flaky_with_one_retry.send("warm-up")
-    pool = workers.broker.client.connection_pool
-    sent: list[bytes] = []
-    connection = pool.get_connection()
-    original = type(connection).send_packed_command
-
-    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
-        sent.append(command)
-        return original(self, command, check_health)
-
-    pool.release(connection)
-    type(connection).send_packed_command = counting  # type: ignore[method-assign]
+    trips = RoundTrips(workers.broker.client)
     try:
         flaky_with_one_retry.send("counted")
     finally:
-        type(connection).send_packed_command = original  # type: ignore[method-assign]
-    assert len(sent) == 1, sent
+        trips.close()
+    assert trips.count == 1, trips.sent
+
+
+def test_sends_from_many_threads_at_once_share_round_trips_and_each_makes_its_job(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    import threading
+
+    sent: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def send_many(thread: int) -> None:
+        barrier.wait()
+        for i in range(25):
+            sent.append(flaky_with_one_retry.send(f"{thread}-{i}").message_id)
+
+    trips = RoundTrips(redis_client)
+    try:
+        threads = [threading.Thread(target=send_many, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        trips.close()
+    assert len(set(sent)) == 200
+    assert redis_client.llen(keys.queue_key("default")) == 200
+    rows, _ = search_jobs(redis_client, state="queued", queue="default", limit=1000)
+    assert {row["job_id"] for row in rows} == set(sent)
+    assert trips.count < 200, trips.count
 
 
 def test_a_delayed_first_send_is_recorded_queued_on_its_own_queue(
