@@ -23,13 +23,16 @@ FIELD = "payload"
 
 PayloadSource = Literal["history", "history_excerpt"]
 
+#: ``json.dumps`` with these options builds an encoder on every call; one is enough.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 
 def payload_copy(message: dict[str, Any], *, limit_bytes: int) -> str | None:
     """What a finished job's record keeps of ``message`` (``Message.asdict()``); None when
     ``limit_bytes`` is 0 (keep nothing)."""
     if limit_bytes <= 0:
         return None
-    text = json.dumps(redact(message), ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(redact(message))
     encoded = text.encode("utf-8")
     size = len(encoded)
     if size <= limit_bytes:
@@ -38,7 +41,7 @@ def payload_copy(message: dict[str, Any], *, limit_bytes: int) -> str | None:
     # Cut at a character boundary: the excerpt never ends in half a UTF-8 sequence.
     excerpt = encoded[:limit_bytes].decode("utf-8", "ignore")
     kept = {"size_bytes": size, "excerpt": excerpt}
-    return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(kept)
 
 
 def read_payload_copy(raw: str | None) -> tuple[dict[str, Any] | None, PayloadSource | None]:
