@@ -30,7 +30,7 @@ from bench.bench_jobs import _fill as fill_jobs
 from config.settings import Settings
 from middleware.state import keys
 from middleware.state.dead_letters import DeadLetters
-from middleware.state.jobs import attempt_record
+from middleware.state.job_states import attempt_record
 from workers.embedded_redis import EmbeddedRedis
 
 FULL = os.environ.get("EVALQ_BENCH_FULL") == "1"

@@ -25,7 +25,8 @@ import redis
 
 from middleware.state import keys
 from middleware.state.job_index import _encode_cursor
-from middleware.state.jobs import STATES, search_jobs
+from middleware.state.job_states import STATES
+from middleware.state.jobs import search_jobs
 from middleware.state.scripts import scripts_for
 from workers.embedded_redis import EmbeddedRedis
 

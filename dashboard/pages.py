@@ -17,7 +17,7 @@ from dashboard.bulk import BULK_KINDS, BulkActions
 from dashboard.charts import HEIGHT, WIDTH, chart_lines
 from dashboard.filters import DeadLetterFilter, JobFilter, limit_of
 from dashboard.services import Services
-from middleware.state.jobs import STATES
+from middleware.state.job_states import STATES
 
 
 def _services(request: Request) -> Services:

@@ -16,8 +16,7 @@ from dramatiq.errors import DecodeError
 from dashboard.filters import DeadLetterFilter, JobFilter
 from dashboard.services import Services
 from middleware.core.redaction import redact
-from middleware.state import jobs as job_states
-from middleware.state import keys
+from middleware.state import job_states, keys
 from middleware.state.dead_letter_record import latest_event_id
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import search_jobs

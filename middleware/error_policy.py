@@ -37,12 +37,8 @@ from middleware.isolation import RunAlone
 from middleware.outcomes import Outcomes
 from middleware.sentry import SentryReporter
 from middleware.state.dead_letters import DeadLetters
-from middleware.state.jobs import (
-    History,
-    Started,
-    attempt_record,
-    now_ms,
-)
+from middleware.state.job_states import attempt_record
+from middleware.state.jobs import History, Started, now_ms
 from middleware.state.settlement import (
     is_settled,
     settle,

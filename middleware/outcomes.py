@@ -38,15 +38,8 @@ from middleware.core.failure_text import error_message, type_name
 from middleware.state import keys
 from middleware.state.dead_letter_record import dead_letter_record
 from middleware.state.dead_letters import AckTarget, DeadLetters
-from middleware.state.jobs import (
-    DROPPED,
-    QUEUED,
-    RETRYING,
-    SUCCEEDED,
-    History,
-    attempt_record,
-    now_ms,
-)
+from middleware.state.job_states import DROPPED, QUEUED, RETRYING, SUCCEEDED, attempt_record
+from middleware.state.jobs import History, now_ms
 from middleware.state.payload_copy import FIELD as PAYLOAD_FIELD
 from middleware.state.payload_copy import payload_copy
 from middleware.state.scripts import scripts_for

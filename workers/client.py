@@ -29,7 +29,8 @@ from middleware.state import keys
 from middleware.state.aborts import AbortOutcome, request_abort
 from middleware.state.connections import redis_client as connect_redis
 from middleware.state.connections import while_redis_away
-from middleware.state.jobs import TERMINAL_STATES, now_ms
+from middleware.state.job_states import TERMINAL_STATES
+from middleware.state.jobs import now_ms
 from middleware.state.keys import job_key
 from middleware.state.scripts import scripts_for
 from workers.deduplication import Dedup, DedupMode, Submission, resolve_dedup

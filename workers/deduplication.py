@@ -23,7 +23,7 @@ from typing import Final, cast, get_args
 
 from config.settings import DedupMode
 from middleware.state import keys
-from middleware.state.jobs import ACTIVE_STATES, QUEUED, RUNNING, state_list
+from middleware.state.job_states import ACTIVE_STATES, QUEUED, RUNNING, state_list
 
 DEDUP_MODES: Final[tuple[str, ...]] = get_args(DedupMode)
 

@@ -15,16 +15,16 @@ from typing import Any, Literal
 import redis
 
 from middleware.state import keys
-from middleware.state.jobs import (
+from middleware.state.job_states import (
     ABORTED,
     ABORTED_CATEGORY,
     NOT_STARTED_STATES,
     QUEUED,
     RETRYING,
     TERMINAL_STATES,
-    now_ms,
     state_list,
 )
+from middleware.state.jobs import now_ms
 from middleware.state.scripts import scripts_for
 
 #: What an abort request found: it was requested, the job had finished, or no such job.

@@ -51,7 +51,7 @@ from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.dead_letters import AckTarget, DeadLetters
 from middleware.state.group_commit import GroupCommit
 from middleware.state.hook_dispatch import HookDispatch
-from middleware.state.jobs import QUEUED
+from middleware.state.job_states import QUEUED
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import is_settled
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from middleware.state import keys
 from middleware.state.dead_letter_record import DeadLetterRecord, record_id_prefix
-from middleware.state.jobs import QUEUED, dead_state
+from middleware.state.job_states import QUEUED, dead_state
 
 Call = tuple[list[str], list[str | int | bytes]]
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 import redis
 
 from middleware.state import keys
+from middleware.state.job_states import STATES, state_list
 from middleware.state.scripts import scripts_for
 
 #: Largest page ``search_jobs`` returns.
@@ -49,7 +50,7 @@ def search_jobs(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of jobs, newest first, and the cursor of the next page (None on the last one).
 
-    Filters (None: any) combine: ``queue``, ``state`` (one of ``jobs.STATES``), ``actor``,
+    Filters (None: any) combine: ``queue``, ``state`` (one of ``job_states.STATES``), ``actor``,
     ``category`` (a job's latest failure category), and ``since_ms``/``until_ms``, inclusive
     bounds on when the job was enqueued (ms since the epoch; a redrive enqueues it anew). Pass
     the previous page's cursor as ``cursor`` for the next page. One round trip; a page reads at
@@ -114,9 +115,6 @@ def trim_job_index(
     """Remove the index entries of jobs enqueued more than ``max_age_s`` seconds before
     ``now_ms``, at most ``budget`` of them; returns how many were removed and whether entries
     that old are left (then call it again)."""
-    # Imported here: middleware.state.jobs (which owns the states) imports this module.
-    from middleware.state.jobs import STATES, state_list
-
     removed, unfinished = scripts_for(client).job_index_trim(
         args=[keys.JOB_INDEX_PREFIX, now_ms - max_age_s * 1000, budget, state_list(STATES)]
     )

@@ -1,26 +1,12 @@
-"""Jobs: the job state machine, and each job's state and attempt timeline in Redis.
+"""Each job's state and attempt timeline in Redis: ``History``, and the start of an attempt.
 
-This module owns the job states: Python code uses the names below, and the Lua scripts get them
-through ARGV (never spelled in a script). The transitions, and the script that writes each (every
-one also moves the job in the job index, ``middleware.state.job_index``, in the same step):
-
-    (new) --submit / enqueue--> queued        lua/submit.lua; lua/send.lua (an actor's send(),
-                                              EvalqRedisBroker.enqueue)
-    queued | retrying --start--> running      lua/start.lua (History.start_attempt)
-    running --retry--> retrying               lua/retry.lua (settles the delivery)
-    running --throttle--> queued              lua/retry.lua (our own rate limit: no budget spent)
-    running --succeed--> succeeded            lua/transition.lua (History.record_state, buffered)
-    running --drop--> dropped                 lua/transition.lua (History.record_state, buffered)
-    any but finished --dead letter--> dead_lettered | aborted   lua/dead_letter_add.lua
-    queued | retrying --abort--> aborted      lua/abort.lua (a running job: interrupted, then
-                                              dead-lettered as aborted)
-    dead_lettered | aborted --redrive--> queued   lua/dead_letter_redrive.lua
-
-The worker's hot path pays one synchronous round trip per attempt: the start script counts the
-attempt and records it running (so a crash is visible). Outcomes are buffered per process and
-written in pipelined batches by a background thread; the decisions that must be durable before
-the broker forgets a message (a retry, a dead letter) are written by the same atomic script that
-settles the message.
+The states and their transitions are ``middleware.state.job_states``'. The worker's hot path pays
+one round trip per attempt before the actor runs: the start script counts the attempt and records
+the job running (so a crash is visible), sent with the starts and finishes of the process's other
+threads (``middleware.state.group_commit``). What need not be in Redis before a delivery is
+settled (attempt entries written outside a settlement, the per-minute outcome counts,
+``record_state``'s changes) is buffered per process and written in pipelined batches by a
+background thread.
 """
 
 from __future__ import annotations
@@ -30,8 +16,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal, NamedTuple, get_args
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import redis
 
@@ -41,89 +27,18 @@ from middleware.state.group_commit import GroupCommit
 # search_jobs is the job index's query, importable from here, where jobs are.
 from middleware.state.job_index import search_jobs as search_jobs
 from middleware.state.job_index import trim_job_index
+from middleware.state.job_states import QUEUED, RUNNING
 from middleware.state.scripts import scripts_for
 
 logger = logging.getLogger(__name__)
 
-JobState = Literal[
-    "queued", "running", "retrying", "succeeded", "dead_lettered", "aborted", "dropped"
-]
-#: Every job state, in lifecycle order (the ``evalq jobs show`` contract).
-STATES: Final[tuple[JobState, ...]] = get_args(JobState)
-QUEUED: Final[JobState] = "queued"
-RUNNING: Final[JobState] = "running"
-RETRYING: Final[JobState] = "retrying"
-SUCCEEDED: Final[JobState] = "succeeded"
-DEAD_LETTERED: Final[JobState] = "dead_lettered"
-ABORTED: Final[JobState] = "aborted"
-DROPPED: Final[JobState] = "dropped"
-
-#: A job in one of these states may still run.
-ACTIVE_STATES: Final = frozenset({QUEUED, RUNNING, RETRYING})
-#: A job in one of these states has finished: nothing runs it again unless it is redriven.
-TERMINAL_STATES: Final = frozenset({SUCCEEDED, DEAD_LETTERED, ABORTED, DROPPED})
-#: A job in one of these states is waiting for a worker: an abort stops it at once.
-NOT_STARTED_STATES: Final = frozenset({QUEUED, RETRYING})
-
-#: The category of a job an operator aborted (``middleware.core.errors.JobAborted``).
-ABORTED_CATEGORY: Final = "aborted"
-
 #: How long the per-minute outcome counts are kept, in seconds (the dashboard charts one hour).
 OUTCOME_COUNTS_TTL_S = 2 * 3600
-
-#: Outcomes of one attempt, as the timeline records them.
-OUTCOMES = ("succeeded", "retried", "throttled", "dead_lettered", "dropped", "crashed", "aborted")
-
-
-def dead_state(category: str) -> JobState:
-    """The state of a job dead-lettered with ``category``: ``aborted`` for an abort, else
-    ``dead_lettered``."""
-    return ABORTED if category == ABORTED_CATEGORY else DEAD_LETTERED
-
-
-def state_list(states: Iterable[str]) -> str:
-    """``states`` as one script argument: names separated by spaces (``shared/states.lua``)."""
-    return " ".join(sorted(states))
 
 
 def now_ms() -> int:
     """Milliseconds since the epoch."""
     return int(time.time() * 1000)
-
-
-def attempt_record(
-    n: int,
-    *,
-    started_at: int | None,
-    finished_at: int | None = None,
-    outcome: str | None = None,
-    category: str | None = None,
-    error_type: str | None = None,
-    error_message: str | None = None,
-    rule: str | None = None,
-    worker: str | None = None,
-    sentry_event_id: str | None = None,
-) -> dict[str, Any]:
-    """One entry of a job's attempt timeline (the ``evalq jobs show`` contract).
-
-    ``error_type`` and ``error_message`` are shown as given: pass them from
-    ``middleware.core.failure_text`` (redacted and capped there, once) or text of evalq's own.
-    ``rule`` is the policy rule that classified the failure, ``worker`` the process that ran
-    the attempt (``worker_registry.worker_id``), ``sentry_event_id`` the event it was reported
-    as, when one was sent.
-    """
-    return {
-        "n": n,
-        "started_at": started_at,
-        "finished_at": finished_at,
-        "outcome": outcome,
-        "category": category,
-        "error_type": error_type,
-        "error_message": error_message,
-        "rule": rule,
-        "worker": worker,
-        "sentry_event_id": sentry_event_id,
-    }
 
 
 class Started(NamedTuple):

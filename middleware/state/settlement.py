@@ -19,7 +19,7 @@ from typing import Any
 from dramatiq.broker import MessageProxy
 
 from middleware.state import connections, keys
-from middleware.state.jobs import RETRYING, RUNNING
+from middleware.state.job_states import RETRYING, RUNNING
 
 # Settling is the error policy's work, logged where operators read the error policy's decisions.
 logger = logging.getLogger("evalq.error_policy")
@@ -91,7 +91,7 @@ def finish_call(
     job_ttl_s: int,
 ) -> tuple[list[str], list[Any]]:
     """Keys and arguments of ``lua/finish.lua``: ack ``message``'s delivery, add ``entry``
-    (``jobs.attempt_record``) to its timeline and write ``fields`` (its final state first)."""
+    (``job_states.attempt_record``) to its timeline and write ``fields`` (its final state first)."""
     queue = message.queue_name
     script_keys = [
         keys.acks_key(broker_id, queue),

@@ -20,7 +20,8 @@ import redis
 
 from middleware.state import keys
 from middleware.state.connections import redis_client
-from middleware.state.jobs import TERMINAL_STATES, History
+from middleware.state.job_states import TERMINAL_STATES
+from middleware.state.jobs import History
 from middleware.worker_registry import live_workers
 from tests.support.pools import WorkerPools
 from workers.results import INDEX_KEY_PREFIX, RESULT_KEY_PREFIX

@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 import workers
-from middleware.state.jobs import STATES, search_jobs
+from middleware.state.job_states import STATES
+from middleware.state.jobs import search_jobs
 from workers.cli.common import JsonFlag, clock_time, connect, fail, instant, out, print_json
 
 _COLUMNS = ("job", "queue", "actor", "state", "category", "attempts", "enqueued", "error")

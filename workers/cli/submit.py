@@ -14,7 +14,7 @@ from rich.text import Text
 
 import workers
 from middleware.state import keys
-from middleware.state.jobs import TERMINAL_STATES
+from middleware.state.job_states import TERMINAL_STATES
 from workers import client
 from workers.cli import exit_codes
 from workers.cli.common import JsonFlag, connect, err, fail, out, print_json

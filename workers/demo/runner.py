@@ -21,7 +21,8 @@ from rich.table import Table
 import workers
 from config.settings import Settings
 from middleware.core.redaction import redact_text
-from middleware.state.jobs import TERMINAL_STATES, History
+from middleware.state.job_states import TERMINAL_STATES
+from middleware.state.jobs import History
 from workers import client
 from workers.actors import export_results
 from workers.bootstrap import repoint

@@ -7,7 +7,8 @@ from __future__ import annotations
 import jsonschema
 
 from middleware.state.dead_letter_record import latest_event_id
-from middleware.state.jobs import History, attempt_record
+from middleware.state.job_states import attempt_record
+from middleware.state.jobs import History
 from middleware.state.payload_copy import payload_copy
 from tests.support.dashboard_actors import fail_until_fixed, linger
 from tests.support.dead_letters import make_record

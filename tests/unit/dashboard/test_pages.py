@@ -10,7 +10,8 @@ import dramatiq
 import pytest
 
 from dashboard import queries
-from middleware.state.jobs import History, attempt_record
+from middleware.state.job_states import attempt_record
+from middleware.state.jobs import History
 from middleware.worker_registry import WorkerRegistry
 from tests.support.dead_letters import make_message, make_record
 

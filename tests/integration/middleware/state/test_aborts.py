@@ -7,7 +7,7 @@ import redis
 
 from middleware.state import keys
 from middleware.state.aborts import request_abort
-from middleware.state.jobs import (
+from middleware.state.job_states import (
     ABORTED,
     NOT_STARTED_STATES,
     QUEUED,

@@ -16,7 +16,7 @@ from middleware.state import keys
 from middleware.state.aborts import request_abort
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.job_index import trim_job_index
-from middleware.state.jobs import (
+from middleware.state.job_states import (
     ABORTED,
     DEAD_LETTERED,
     DROPPED,
@@ -24,10 +24,9 @@ from middleware.state.jobs import (
     RETRYING,
     RUNNING,
     SUCCEEDED,
-    History,
     attempt_record,
-    search_jobs,
 )
+from middleware.state.jobs import History, search_jobs
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import delayed_retry, retry_call
 from tests.support.dead_letters import BATCH, LIVE, make_record

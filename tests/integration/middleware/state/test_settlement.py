@@ -18,7 +18,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 
 from middleware.state import keys, settlement
-from middleware.state.jobs import QUEUED, RETRYING, attempt_record
+from middleware.state.job_states import QUEUED, RETRYING, attempt_record
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import delayed_retry, retry_call, settle
 from tests.support.dead_letters import BATCH, NOW, make_message

@@ -64,7 +64,7 @@ def test_dramatiqs_enqueue_and_the_settle_of_a_delivery_are_written_once() -> No
 
 
 def test_no_script_spells_a_job_state() -> None:
-    from middleware.state.jobs import STATES
+    from middleware.state.job_states import STATES
 
     for path in LUA_DIR.rglob("*.lua"):
         code = "\n".join(
