@@ -35,8 +35,7 @@ local message_id = ARGV[11]
 
 local n = redis.call('INCR', counter)
 redis.call('EXPIRE', counter, ttl_s)
-local previous = redis.call('HMGET', job_key, 'worker', 'started_at')
-local before = indexed_fields(job_key)
+local before, previous = indexed_fields(job_key, 'worker', 'started_at')
 index_job(job_id, enqueued_at, before,
   {queue = queue, actor = actor, state = running, category = before.category}, false)
 -- The timeline entry is written with the outcome; a crash leaves only the counter and the

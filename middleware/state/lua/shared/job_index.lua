@@ -4,7 +4,9 @@
 --   JOB_INDEX   prefix of every index key (keys.JOB_INDEX_PREFIX)
 --
 -- IS_INDEXED_FIELD[name] -> whether a field of the state hash is indexed
--- indexed_fields(job_key) -> {queue=, actor=, state=, category=} as the record holds them now
+-- indexed_fields(job_key, ...) -> {queue=, actor=, state=, category=} as the record holds them
+--   now, and a list of the values (false when absent) of the further fields named, read in the
+--   same HMGET
 -- index_job(id, score, before, after, rescore)
 --   Move the job's entries from the indexes of `before` to those of `after` (tables as
 --   indexed_fields returns; a nil field is in no index). The score is the one the job is
@@ -22,10 +24,10 @@ local INDEXED_FIELDS = {'queue', 'actor', 'state', 'category'}
 local NAMED_FIELDS = {queue = true, actor = true, category = true}
 local IS_INDEXED_FIELD = {queue = true, actor = true, state = true, category = true}
 
-local function indexed_fields(job_key)
-  local found = redis.call('HMGET', job_key, 'queue', 'actor', 'state', 'category')
+local function indexed_fields(job_key, ...)
+  local found = redis.call('HMGET', job_key, 'queue', 'actor', 'state', 'category', ...)
   return {queue = found[1] or nil, actor = found[2] or nil, state = found[3] or nil,
-          category = found[4] or nil}
+          category = found[4] or nil}, {unpack(found, 5)}
 end
 
 local function move_entry(field, old, new, id, score, fresh)
