@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,6 +120,15 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._sending = False
+        _LIVE.add(self)
+
+    def _forget_other_threads(self) -> None:
+        # A forked child has only the thread that forked: a round trip another thread had in
+        # flight, its lock and the calls waiting on it are the parent's, and would keep every
+        # call of the child waiting for a sender that does not exist there.
+        self._lock = threading.Lock()
+        self._pending = []
+        self._sending = False
 
     def __call__(self, script: Script, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """``script``'s result for ``keys`` and ``args``, or the error it raised."""
@@ -197,6 +207,18 @@ class GroupCommit:
                 call.error = result
             else:
                 call.result = result
+
+
+#: Every group commit of the process (a broker's sends, a worker's history), for the fork hook.
+_LIVE: weakref.WeakSet[GroupCommit] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for group in list(_LIVE):
+        group._forget_other_threads()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _evalsha(call: _Call) -> tuple[Any, ...]:

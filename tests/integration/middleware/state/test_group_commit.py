@@ -285,3 +285,48 @@ def test_a_group_commit_follows_its_client_to_the_pool_it_is_given(redis_url: st
     finally:
         moved.flushdb()
         client.connection_pool.disconnect()
+
+
+def test_a_child_forked_while_another_thread_sends_runs_its_own_calls(redis_url: str) -> None:
+    import os
+    import signal
+    import time
+
+    client, count, group = _counting(redis_url)
+    assert group(count, keys=["gc-fork"], args=[]) == 1
+    # Another thread of the parent has a round trip in flight when the process forks.
+    in_flight, finish = threading.Event(), threading.Event()
+    replies = group._connection.replies
+
+    def slow_replies(commands):  # type: ignore[no-untyped-def]
+        in_flight.set()
+        finish.wait(30)
+        return replies(commands)
+
+    group._connection.replies = slow_replies  # type: ignore[method-assign]
+    sender = threading.Thread(target=group, args=(count,), kwargs={"keys": ["gc-fork"], "args": []})
+    sender.start()
+    assert in_flight.wait(10)
+    group._connection.replies = replies  # type: ignore[method-assign]
+    pid = os.fork()
+    if pid == 0:  # the child: its call must not wait for the parent's sender
+        signal.alarm(10)
+        try:
+            code = 0 if group(count, keys=["gc-fork-child"], args=[]) == 1 else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    try:
+        deadline = time.monotonic() + 15
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            assert time.monotonic() < deadline, "the child's call never returned"
+            time.sleep(0.05)
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        if not done[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        finish.set()
+        sender.join(10)
+    assert int(client.get("gc-fork-child")) == 1
+    assert int(client.get("gc-fork")) == 2  # the parent's call went through as well
