@@ -49,7 +49,7 @@ from middleware.state import keys
 from middleware.state.connections import while_redis_away
 from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.dead_letters import AckTarget, DeadLetters
-from middleware.state.group_commit import GroupCommit
+from middleware.state.group_commit import GroupCommit, GroupedScript
 from middleware.state.hook_dispatch import HookDispatch
 from middleware.state.job_states import QUEUED
 from middleware.state.scripts import scripts_for
@@ -93,10 +93,12 @@ class EvalqRedisBroker(HookDispatch, RedisBroker):
         self.max_message_bytes = max_message_bytes
         self.job_ttl_s = job_ttl_s
         self._signatures: dict[str, inspect.Signature | None] = {}
-        # Sends from all of the process's threads, over one connection it keeps: a lone send
-        # skips redis-py's per-command path (half of a send's CPU); overlapping ones share a
-        # round trip.
-        self._sends = GroupCommit(self.client)
+        # Sends from all of the process's threads, and Dramatiq's dispatch script (a consumer's
+        # fetches; Dramatiq's own acks and requeues), over one connection the process keeps: a
+        # lone call skips redis-py's per-command path (about half of a send's CPU); overlapping
+        # ones share a round trip. Dramatiq's _dispatch looks the script up on every call.
+        self._commits = GroupCommit(self.client)
+        self.scripts["dispatch"] = GroupedScript(self.scripts["dispatch"], self._commits)
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         """Enqueue ``message`` as Dramatiq does and, when it starts a new job, record the job
@@ -112,10 +114,10 @@ class EvalqRedisBroker(HookDispatch, RedisBroker):
             )
         self.emit_before("enqueue", message, delay)
         script_keys, args = send_call(message, job_ttl_s=self.job_ttl_s)
-        send, sends = scripts_for(self.client).send, self._sends
+        send, commits = scripts_for(self.client).send, self._commits
         # Resent, the same delivery is enqueued once (the script checks): a send() waits out a
         # Redis restart or a Sentinel failover rather than fail, and never makes two jobs.
-        while_redis_away(lambda: sends(send, keys=script_keys, args=args),
+        while_redis_away(lambda: commits(send, keys=script_keys, args=args),
                          patience_s=SEND_PATIENCE_S)  # fmt: skip
         self.emit_after("enqueue", message, delay)
         return message

@@ -8,6 +8,8 @@ first thread that calls send its call at once, alone; threads that call while th
 is in flight wait, and the first of them then sends all their calls, whatever their scripts, in
 one pipeline. An idle process pays nothing extra; a busy one pays one round trip per group
 instead of per call. Each call is still its own atomic script, with its own answer or error.
+``EvalqRedisBroker`` has one of its own, for its sends and for Dramatiq's dispatch script (a
+consumer's fetches; ``GroupedScript``).
 
 Only one group is ever in flight, so a ``GroupCommit`` sends on one connection of its client's
 pool that it keeps (``_HeldConnection``): its EVALSHA commands are packed and written at once and
@@ -207,6 +209,20 @@ class GroupCommit:
                 call.error = result
             else:
                 call.result = result
+
+
+class GroupedScript:
+    """``script`` as redis-py's ``Script`` is called (``keys=``, ``args=``), run through
+    ``commits``: for a caller that looks its scripts up by name, as Dramatiq's broker does."""
+
+    __slots__ = ("_commits", "_script")
+
+    def __init__(self, script: Script, commits: GroupCommit) -> None:
+        self._script = script
+        self._commits = commits
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        return self._commits(self._script, keys=keys, args=args)
 
 
 #: Every group commit of the process (a broker's sends, a worker's history), for the fork hook.
