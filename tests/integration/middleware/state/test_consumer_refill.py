@@ -8,13 +8,12 @@ import threading
 import time
 from typing import Any
 
-import dramatiq
 import pytest
 import redis
 from dramatiq.broker import MessageProxy
 
 from middleware.state.broker import EvalqRedisBroker
-from middleware.state.dead_letters import DeadLetters
+from tests.support.consumers import noop_broker, send_noops, take
 
 pytestmark = pytest.mark.integration
 
@@ -24,25 +23,9 @@ PREFETCH = 8  # refills once 2 are settled
 
 @pytest.fixture
 def broker(redis_client: redis.Redis) -> EvalqRedisBroker:
-    broker = EvalqRedisBroker(client=redis_client, middleware=[],
-                              dead_letters=DeadLetters(redis_client))  # fmt: skip
-    broker.declare_actor(dramatiq.actor(lambda: None, actor_name="noop", queue_name=QUEUE,
-                                        broker=broker))  # fmt: skip
-    for _ in range(3 * PREFETCH):
-        broker.enqueue(dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(),
-                                        kwargs={}, options={}))  # fmt: skip
+    broker = noop_broker(redis_client, QUEUE)
+    send_noops(broker, QUEUE, 3 * PREFETCH)
     return broker
-
-
-def take(consumer: Any, n: int) -> list[MessageProxy]:
-    taken: list[MessageProxy] = []
-    deadline = time.monotonic() + 5
-    while len(taken) < n and time.monotonic() < deadline:
-        delivery = next(consumer)
-        if delivery is not None:
-            taken.append(delivery)
-    assert len(taken) == n
-    return taken
 
 
 def ack_later(consumer: Any, deliveries: list[MessageProxy], *, after_s: list[float]) -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import dramatiq
 import pytest
 import redis
 
 from middleware.state import keys
 from middleware.state.broker import EvalqRedisBroker
-from middleware.state.dead_letters import DeadLetters
-from tests.integration.middleware.state.test_consumer_refill import take
+from tests.support.consumers import noop_broker, send_noops, take
 
 pytestmark = pytest.mark.integration
 
@@ -21,23 +19,13 @@ QUEUE = "dispatch"
 
 @pytest.fixture
 def broker(redis_client: redis.Redis) -> EvalqRedisBroker:
-    broker = EvalqRedisBroker(client=redis_client, middleware=[],
-                              dead_letters=DeadLetters(redis_client))  # fmt: skip
-    broker.declare_actor(dramatiq.actor(lambda: None, actor_name="noop", queue_name=QUEUE,
-                                        broker=broker))  # fmt: skip
-    return broker
-
-
-def _send(broker: EvalqRedisBroker, n: int) -> None:
-    for _ in range(n):
-        broker.enqueue(dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(),
-                                        kwargs={}, options={}))  # fmt: skip
+    return noop_broker(redis_client, QUEUE)
 
 
 def test_a_consumer_fetches_and_acks_over_the_connection_the_broker_keeps(
     broker: EvalqRedisBroker, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _send(broker, 2)
+    send_noops(broker, QUEUE, 2)
     consumer = broker.consume(QUEUE, prefetch=8, timeout=100)
     for delivery in take(consumer, 2):  # warm: Dramatiq asks Redis its Lua stack size once
         consumer.ack(delivery)
@@ -45,7 +33,7 @@ def test_a_consumer_fetches_and_acks_over_the_connection_the_broker_keeps(
     checkouts: list[Any] = []
     original = pool.get_connection
     monkeypatch.setattr(pool, "get_connection", lambda *a, **k: checkouts.append(a) or original())
-    _send(broker, 4)
+    send_noops(broker, QUEUE, 4)
     for delivery in take(consumer, 4):
         consumer.ack(delivery)
     monkeypatch.undo()
@@ -56,7 +44,7 @@ def test_a_consumer_fetches_and_acks_over_the_connection_the_broker_keeps(
 def test_a_consumer_fetches_after_redis_forgot_the_dispatch_script(
     broker: EvalqRedisBroker, redis_client: redis.Redis
 ) -> None:
-    _send(broker, 4)
+    send_noops(broker, QUEUE, 4)
     consumer = broker.consume(QUEUE, prefetch=2, timeout=100)
     first = take(consumer, 2)
     redis_client.script_flush()  # as a Redis restart does
