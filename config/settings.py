@@ -75,6 +75,14 @@ class Settings(BaseSettings):
         default=False,
         description="Reach the sentinels over TLS, with the ssl_* options of EVALQ_REDIS_URL.",
     )
+    redis_replica_wait_ms: int = Field(
+        default=1000,
+        ge=0,
+        le=60_000,
+        description="How long a submission or an actor's send() waits for a replica of the "
+        "primary to acknowledge it, in milliseconds, so that a failover cannot lose the job "
+        "(only while the primary has a replica online; 0: never wait).",
+    )
     env: Environment = Field(default="development", description="Deployment environment.")
     policy_file: Path = Field(default=DEFAULT_POLICY_FILE, description="Error-policy file (TOML).")
     provider_base_url: str = Field(

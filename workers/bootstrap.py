@@ -38,6 +38,7 @@ from config.errors import EXIT_CODE, ConfigurationError
 from config.policy import Policy, load_policy
 from config.settings import Settings, SettingsError
 from middleware.abort import AbortWatcher
+from middleware.delay_queue import KeepDelayed
 from middleware.error_policy import ErrorPolicy
 from middleware.heartbeat import Heartbeat
 from middleware.job_history import JobHistory
@@ -179,6 +180,7 @@ def build_middleware(
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
             interval_ms=settings.redelivery_interval_ms,
         ),
+        KeepDelayed(),
         JobHistory(history),
         error_policy,
         AbortWatcher(client),
@@ -219,6 +221,7 @@ def build_broker(
         dead_letters=dead_letters,
         max_message_bytes=settings.max_request_bytes + MESSAGE_ENVELOPE_BYTES,
         job_ttl_s=settings.job_ttl_s,
+        replica_wait_ms=settings.redis_replica_wait_ms,
         client=client,
         middleware=middleware,
         namespace=DRAMATIQ_NAMESPACE,

@@ -27,11 +27,12 @@ from pydantic import TypeAdapter
 from config.settings import Settings, read_settings
 from middleware.state import keys
 from middleware.state.aborts import AbortOutcome, request_abort
+from middleware.state.connections import TRANSIENT, while_redis_away
 from middleware.state.connections import redis_client as connect_redis
-from middleware.state.connections import while_redis_away
 from middleware.state.job_states import TERMINAL_STATES
 from middleware.state.jobs import now_ms
 from middleware.state.keys import job_key
+from middleware.state.replication import ReplicaWait
 from middleware.state.scripts import scripts_for
 from workers.deduplication import Dedup, DedupMode, Submission, resolve_dedup
 from workers.evaluations.models import EvaluationRequest, EvaluationResult
@@ -99,6 +100,8 @@ class Evalq:
         self.redis = redis_client or connect_redis(find_redis_url(settings), settings)
         self.results = ResultStore(self.redis, ttl_s=settings.result_ttl_s)
         self._script = scripts_for(self.redis).submit
+        # A submission returns once a replica has it: a failover cannot take back a job id.
+        self._replicas = ReplicaWait(self.redis, settings.redis_replica_wait_ms)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Evalq:
@@ -231,12 +234,25 @@ class Evalq:
         return handles
 
     def _run_submits(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        if len(calls) == 1:
-            return [self._script(keys=calls[0][0], args=calls[0][1])]
-        pipe = self.redis.pipeline(transaction=False)
-        for script_keys, args in calls:
-            self._script(keys=script_keys, args=args, client=pipe)
-        return pipe.execute()
+        try:
+            tail = self._replicas.tail()
+            if len(calls) == 1 and not tail:
+                return [self._script(keys=calls[0][0], args=calls[0][1])]
+            pipe = self.redis.pipeline(transaction=False)
+            for script_keys, args in calls:
+                self._script(keys=script_keys, args=args, client=pipe)
+            for command in tail:
+                pipe.execute_command(*command)
+            replies = pipe.execute(raise_on_error=False)
+        except TRANSIENT:
+            self._replicas.forget()
+            raise
+        self._replicas.check(tail, replies[len(calls) :])
+        submitted = replies[: len(calls)]
+        error = next((r for r in submitted if isinstance(r, Exception)), None)
+        if error is not None:
+            raise error
+        return submitted
 
     # --- following -----------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis, dq_name, q_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
+from dramatiq.worker import ConsumerThread
 
 from middleware.core.errors import CategorizedError
 from middleware.core.failure_text import type_name
@@ -52,8 +53,9 @@ from middleware.state.dead_letters import AckTarget, DeadLetters
 from middleware.state.group_commit import GroupCommit, GroupedScript
 from middleware.state.hook_dispatch import HookDispatch
 from middleware.state.job_states import QUEUED
+from middleware.state.replication import ReplicaWait
 from middleware.state.scripts import scripts_for
-from middleware.state.settlement import is_settled
+from middleware.state.settlement import is_settled, settle
 
 logger = logging.getLogger("evalq.broker")
 
@@ -77,6 +79,10 @@ class EvalqRedisBroker(HookDispatch, RedisBroker):
         behaviour (for brokers that only enqueue).
       max_message_bytes(int | None): A message larger than this, in bytes, is dead-lettered
         without running (None: no limit).
+      job_ttl_s(int | None): How long a job's record lives; set, ``enqueue`` records each new
+        job ``queued`` as it sends it (None: Dramatiq's ``enqueue``).
+      replica_wait_ms(int): How long a send waits for a replica of the primary to have it, in
+        milliseconds (``middleware.state.replication``; 0: never).
       **kwargs: As for ``RedisBroker``.
     """
 
@@ -86,6 +92,7 @@ class EvalqRedisBroker(HookDispatch, RedisBroker):
         dead_letters: DeadLetters | None = None,
         max_message_bytes: int | None = None,
         job_ttl_s: int | None = None,
+        replica_wait_ms: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
@@ -98,7 +105,7 @@ class EvalqRedisBroker(HookDispatch, RedisBroker):
         # lone call skips redis-py's per-command path (about a quarter of a send's CPU);
         # overlapping ones share a round trip. Dramatiq's _dispatch looks the script up on
         # every call.
-        self._commits = GroupCommit(self.client)
+        self._commits = GroupCommit(self.client, replicas=ReplicaWait(self.client, replica_wait_ms))
         self.scripts["dispatch"] = GroupedScript(self.scripts["dispatch"], self._commits)
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
@@ -116,10 +123,19 @@ class EvalqRedisBroker(HookDispatch, RedisBroker):
         self.emit_before("enqueue", message, delay)
         script_keys, args = send_call(message, job_ttl_s=self.job_ttl_s)
         send, commits = scripts_for(self.client).send, self._commits
+
         # Resent, the same delivery is enqueued once (the script checks): a send() waits out a
         # Redis restart or a Sentinel failover rather than fail, and never makes two jobs.
-        while_redis_away(lambda: commits(send, keys=script_keys, args=args),
-                         patience_s=SEND_PATIENCE_S)  # fmt: skip
+        # It returns once a replica has the job, too: a failover cannot take it back.
+        def operation() -> Any:
+            return commits(send, keys=script_keys, args=args, durable=True)
+
+        if isinstance(threading.current_thread(), ConsumerThread):
+            # A delayed message sent on at its eta (middleware.delay_queue): giving up would drop
+            # it from memory, so this waits for Redis as long as a settlement does.
+            settle(message, operation)
+        else:
+            while_redis_away(operation, patience_s=SEND_PATIENCE_S)
         self.emit_after("enqueue", message, delay)
         return message
 

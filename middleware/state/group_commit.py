@@ -29,16 +29,23 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from middleware.state.connections import TRANSIENT
+from middleware.state.replication import ReplicaWait
+
 _UNSET: Any = object()
 
 
 class _Call:
-    __slots__ = ("args", "error", "finished", "keys", "lead", "result", "script", "wake")
+    __slots__ = ("args", "durable", "error", "finished", "keys", "lead", "result", "script",
+                 "wake")  # fmt: skip
 
-    def __init__(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    def __init__(
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any], durable: bool = False
+    ) -> None:
         self.script = script
         self.keys = keys
         self.args = args
+        self.durable = durable
         self.result: Any = _UNSET
         self.error: BaseException | None = None
         self.finished = False
@@ -115,10 +122,13 @@ class GroupCommit:
 
     Parameters:
       client(redis.Redis): Where the scripts run (each registered on it).
+      replicas(ReplicaWait | None): What makes a round trip holding a ``durable`` call return
+        only once a replica has it (None: no call waits).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, replicas: ReplicaWait | None = None) -> None:
         self._connection = _HeldConnection(client)
+        self._replicas = replicas
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._sending = False
@@ -132,9 +142,12 @@ class GroupCommit:
         self._pending = []
         self._sending = False
 
-    def __call__(self, script: Script, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """``script``'s result for ``keys`` and ``args``, or the error it raised."""
-        call = _Call(script, keys, args)
+    def __call__(
+        self, script: Script, *, keys: Sequence[Any], args: Sequence[Any], durable: bool = False
+    ) -> Any:
+        """``script``'s result for ``keys`` and ``args``, or the error it raised; a ``durable``
+        call returns once a replica has its writes too (see ``middleware.state.replication``)."""
+        call = _Call(script, keys, args, durable)
         leading, group = False, []
         try:
             with self._lock:
@@ -182,6 +195,8 @@ class GroupCommit:
         try:
             self._send_pipelined(group)
         except BaseException as error:  # every waiting thread gets what happened
+            if self._replicas is not None and isinstance(error, TRANSIENT):
+                self._replicas.forget()
             for call in group:
                 if call.result is _UNSET and call.error is None:
                     call.error = error
@@ -190,16 +205,17 @@ class GroupCommit:
                 call.finished = True
 
     def _send_pipelined(self, group: list[_Call]) -> None:
-        results = self._connection.replies([_evalsha(call) for call in group])
+        results = self._replies([_evalsha(call) for call in group], group)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             # Redis restarted and forgot the scripts (a call that met NoScriptError did not
             # run): load them and send those calls again, in one round trip over the connection
             # that met the error.
             scripts = list({id(group[i].script): group[i].script for i in missing}.values())
-            again = self._connection.replies(
+            again = self._replies(
                 [*(("SCRIPT", "LOAD", script.script) for script in scripts),
-                 *(_evalsha(group[i]) for i in missing)]
+                 *(_evalsha(group[i]) for i in missing)],
+                [group[i] for i in missing],
             )  # fmt: skip
             refused = next((r for r in again[: len(scripts)] if isinstance(r, Exception)), None)
             for i, result in zip(missing, again[len(scripts) :], strict=True):
@@ -209,6 +225,17 @@ class GroupCommit:
                 call.error = result
             else:
                 call.result = result
+
+    def _replies(self, commands: list[tuple[Any, ...]], calls: list[_Call]) -> list[Any]:
+        """The replies to ``commands``, sent in one round trip; followed by a replica's
+        acknowledgement (``WAIT``) when one of ``calls`` is durable."""
+        replicas = self._replicas
+        tail = replicas.tail() if replicas is not None and any(c.durable for c in calls) else []
+        if not tail:
+            return self._connection.replies(commands)
+        replies = self._connection.replies([*commands, *tail])
+        replicas.check(tail, replies[len(commands) :])  # type: ignore[union-attr]
+        return replies[: len(commands)]
 
 
 class GroupedScript:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dramatiq.broker import MessageProxy
+from dramatiq.message import Message
 
 from middleware.state import connections, keys
 from middleware.state.job_states import RETRYING, RUNNING
@@ -129,7 +130,7 @@ def is_settled(message: MessageProxy) -> bool:
 TRANSIENT = connections.TRANSIENT
 
 
-def settle(message: MessageProxy, operation: Callable[[], Any]) -> Any:
+def settle(message: MessageProxy | Message[Any], operation: Callable[[], Any]) -> Any:
     """Run a settlement, retrying for as long as Redis is unreachable (as Dramatiq retries its
     own acks), and return what ``operation`` returns.
 

@@ -18,6 +18,7 @@ import redis
 
 from config.settings import read_settings
 from middleware.state.connections import redis_client
+from middleware.state.jobs import History
 from middleware.state.keys import DRAMATIQ_NAMESPACE
 from tests.reliability.chaos import (
     BATCH,
@@ -212,7 +213,7 @@ def test_a_failover_mid_stream_loses_no_job_and_keeps_every_result_single(
 
     assert len(producer.jobs) == JOBS and len({job.id for job in producer.jobs}) == JOBS
     assert producer.deduplicated == 0, "a retried submission was reported as a duplicate"
-    assert result.lost == [], f"lost: {result.lost}"
+    assert result.lost == [], _lost(result.lost, producer, found, killed_at, reader_url=url)
     assert result.stuck_running == []
     assert result.unfinished_held == [], f"unfinished: {found}"
     assert result.succeeded == JOBS, result.summary()
@@ -220,6 +221,31 @@ def test_a_failover_mid_stream_loses_no_job_and_keeps_every_result_single(
     assert result.duplicated_results == 0
     assert asked_twice <= held, f"{asked_twice} jobs ran twice, {held} were in flight"
     assert workers_s is not None, "the workers never settled a job on the new primary"
+
+
+def _lost(
+    lost: list[str],
+    producer: Producer,
+    found: dict[str, str | None],
+    killed_at: float,
+    *,
+    reader_url: str,
+) -> str:
+    """Each lost job's state, timeline and when its submission returned, against the kill."""
+    index = {job.id: n for n, job in enumerate(producer.jobs)}
+    client = redis_client(reader_url)
+    try:
+        documents = History(client).show_many(lost)
+    finally:
+        client.close()
+    lines = [f"lost {len(lost)}:"]
+    for job_id, document in zip(lost, documents, strict=True):
+        returned = producer.returned_at[index[job_id] // CHUNK] - killed_at
+        lines.append(
+            f"  {job_id}: state {found.get(job_id)!r}, submitted {returned:+.3f} s from the "
+            f"kill, timeline {document}"
+        )
+    return "\n".join(lines)
 
 
 def _rejoined(sentinels: SentinelSet, name: str, primary: redis.Redis) -> float:

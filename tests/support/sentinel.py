@@ -122,6 +122,18 @@ class SentinelSet:
         process.proc.wait(timeout=5)
         process.proc = None
 
+    def pause(self, name: str) -> None:
+        """SIGSTOP data node ``name``: its connections stay open and it answers nothing."""
+        process = self.nodes[name]
+        assert process.proc is not None, f"{name} is not running"
+        os.killpg(process.proc.pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT data node ``name`` after ``pause``."""
+        process = self.nodes[name]
+        assert process.proc is not None, f"{name} is not running"
+        os.killpg(process.proc.pid, signal.SIGCONT)
+
     def restart(self, name: str) -> None:
         """Start data node ``name`` again, on its port, as it was first started (empty: the
         sentinels then turn it into a replica of whichever node is the primary now)."""
