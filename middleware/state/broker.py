@@ -28,6 +28,8 @@ import socket
 import threading
 import time
 import uuid
+import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -100,6 +102,10 @@ class EvalqRedisBroker(HookDispatch, RedisBroker):
         self.max_message_bytes = max_message_bytes
         self.job_ttl_s = job_ttl_s
         self._signatures: dict[str, inspect.Signature | None] = {}
+        #: Delivery ids the process holds in memory: taken from a consumer's fetched batch and
+        #: not yet acked, nacked or put back (``middleware.redelivery`` looks for the rest).
+        self.held_deliveries: set[str] = set()
+        self._consumers: weakref.WeakSet[_GuardedConsumer] = weakref.WeakSet()
         # Sends from all of the process's threads, and Dramatiq's dispatch script (a consumer's
         # fetches; Dramatiq's own acks and requeues), over one connection the process keeps: a
         # lone call skips redis-py's per-command path (about a quarter of a send's CPU);
@@ -139,6 +145,16 @@ class EvalqRedisBroker(HookDispatch, RedisBroker):
         self.emit_after("enqueue", message, delay)
         return message
 
+    def fetched_not_taken(self, delivery: str) -> bool:
+        """Whether ``delivery`` is in a fetched batch of one of the process's consumers that has
+        not been handed on yet."""
+        needle = delivery.encode()
+        return any(
+            data is not None and needle in data
+            for consumer in list(self._consumers)
+            for data in list(consumer.message_cache)
+        )
+
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
         return _GuardedConsumer if self.dead_letters is not None else _RedisConsumer
@@ -171,6 +187,8 @@ class _GuardedConsumer(_RedisConsumer):
         # fetches at once, before the work queue runs dry.
         self._refill = max(1, prefetch // 4)
         self._room = threading.Event()
+        self._held = broker.held_deliveries
+        broker._consumers.add(self)
 
     @property
     def message_cache(self) -> list[bytes | None]:
@@ -189,6 +207,7 @@ class _GuardedConsumer(_RedisConsumer):
     def ack(self, message: MessageProxy) -> None:
         try:
             self._ack(message)
+            self._held.discard(message.options["redis_message_id"])
         finally:
             self._freed()
 
@@ -204,7 +223,7 @@ class _GuardedConsumer(_RedisConsumer):
             logger.critical("job %s: its attempt ended without an outcome; putting it back on "
                             "queue %s", message.message_id, self.queue_name)  # fmt: skip
             try:
-                self.requeue([message])  # type: ignore[no-untyped-call]
+                self.requeue([message])
             except redis.ConnectionError as error:
                 raise ConnectionClosed(error) from None  # type: ignore[no-untyped-call]
             finally:
@@ -224,8 +243,15 @@ class _GuardedConsumer(_RedisConsumer):
     def nack(self, message: MessageProxy) -> None:
         try:
             super().nack(message)  # type: ignore[no-untyped-call]
+            self._held.discard(message.options["redis_message_id"])
         finally:
             self._freed()
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        messages = list(messages)
+        super().requeue(messages)  # type: ignore[no-untyped-call]
+        for message in messages:
+            self._held.discard(message.options["redis_message_id"])
 
     def _has_room(self) -> bool:
         """Whether the consumer may fetch; when it holds all its prefetch, wait up to its
@@ -252,7 +278,10 @@ class _GuardedConsumer(_RedisConsumer):
             if self._oversized:
                 self._oversized = False
                 self._quarantine()
-            if proxy is None or self._problem(proxy) is None:
+            if proxy is None:
+                return None
+            if self._problem(proxy) is None:
+                self._held.add(proxy.options["redis_message_id"])
                 return proxy
             self.queued_message_ids.discard(proxy.message_id)
             if not self._quarantine():

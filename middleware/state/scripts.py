@@ -67,8 +67,8 @@ class Scripts:
     The ``(keys, args)`` of each are built next to the code that owns the idea: ``submit`` in
     ``workers.deduplication``, ``send`` in ``middleware.state.broker``, ``start`` and
     ``transition`` in ``middleware.state.jobs``, ``retry`` and ``finish`` in
-    ``middleware.state.settlement``, ``redeliver`` in ``middleware.redelivery``, ``abort`` in
-    ``middleware.state.aborts``, the ``dead_letter_*`` scripts in
+    ``middleware.state.settlement``, ``redeliver`` and ``reclaim`` in ``middleware.redelivery``,
+    ``abort`` in ``middleware.state.aborts``, the ``dead_letter_*`` scripts in
     ``middleware.state.dead_letter_scripts``, ``job_page`` and ``job_index_trim`` in
     ``middleware.state.job_index``.
     """
@@ -88,6 +88,7 @@ class Scripts:
     job_page: Script
     job_index_trim: Script
     redeliver: Script
+    reclaim: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:

@@ -10,6 +10,8 @@ import psutil
 import pytest
 import redis
 
+from middleware.redelivery import ORPHAN_AGE_S
+from middleware.state import keys
 from tests.support import plain_actors
 from tests.support.pools import WorkerPools
 from workers import client
@@ -51,3 +53,48 @@ def test_a_killed_workers_job_runs_again_within_the_heartbeat_timeout_ahead_of_t
     assert backlog_done < 60
     assert client.JobHandle(victim).state() == "running"
     assert len(backlog) == 100
+
+
+def _worker_ids(client: redis.Redis) -> list[str]:
+    return [keys.text(member) for member in client.zrange(keys.heartbeats_key(), 0, -1)]
+
+
+def test_a_delivery_a_live_worker_holds_in_redis_but_not_in_memory_runs_again(
+    worker_pools: WorkerPools, redis_client: redis.Redis
+) -> None:
+    pool = worker_pools.start("default", threads=2, env=ENV, modules=MODULES)
+    deadline = time.monotonic() + 10
+    while not _worker_ids(redis_client):
+        assert time.monotonic() < deadline, "the worker never beat its heart"
+        time.sleep(0.05)
+    (worker,) = _worker_ids(redis_client)
+    # What a fetch whose reply was lost leaves behind: the delivery moved into the worker's
+    # acks set in Redis, the message never in its memory.
+    message = plain_actors.count_run.message("orphan").copy(options={"redis_message_id": "d-1"})
+    redis_client.hset(keys.queue_messages_key("default"), "d-1", message.encode())
+    redis_client.sadd(keys.acks_key(worker, "default"), "d-1")
+    orphaned_at = time.monotonic()
+    while not redis_client.llen("test:runs:orphan"):
+        assert time.monotonic() - orphaned_at < 20, worker_pools.log(pool)
+        time.sleep(0.05)
+    waited = time.monotonic() - orphaned_at
+    print(f"\nan orphaned delivery ran {waited:.1f} s after it was left in the acks set")
+    assert ORPHAN_AGE_S <= waited < ORPHAN_AGE_S + 5
+    assert "held by this worker in Redis but not in its memory" in worker_pools.log(pool)
+    assert redis_client.scard(keys.acks_key(worker, "default")) == 0
+
+
+def test_jobs_held_in_memory_longer_than_the_orphan_age_are_never_put_back(
+    worker_pools: WorkerPools, redis_client: redis.Redis
+) -> None:
+    pool = worker_pools.start("default", threads=1, env=ENV, modules=MODULES)
+    # One thread: the third job waits in the worker's memory for two runs of 3.5 s each.
+    for tag in ("held-1", "held-2", "held-3"):
+        plain_actors.sleep_then_count.send(tag, 3.5)
+    deadline = time.monotonic() + 30
+    while not redis_client.llen("test:runs:held-3"):
+        assert time.monotonic() < deadline, worker_pools.log(pool)
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert [redis_client.llen(f"test:runs:held-{i}:started") for i in (1, 2, 3)] == [1, 1, 1]
+    assert "not in its memory" not in worker_pools.log(pool)

@@ -11,7 +11,9 @@
 --
 -- For each dead worker and queue, the ids in "<namespace>:__acks__.<worker>.<queue>" whose
 -- message still exists in "<namespace>:<queue>.msgs" are pushed onto the head of
--- "<namespace>:<queue>", and the set is deleted. Returns how many messages were put back.
+-- "<namespace>:<queue>", and the set is deleted. Returns how many messages were put back, and
+-- what this worker holds itself: {moved, {queue, message id, queue, message id, ...}}, for it to
+-- find the deliveries it holds in Redis but no longer in memory (lua/reclaim.lua).
 
 local heartbeats = KEYS[1]
 local namespace = ARGV[1]
@@ -38,4 +40,12 @@ for _, dead_worker in ipairs(dead) do
     redis.call('DEL', held)
   end
 end
-return moved
+local own = {}
+for i = FIRST_QUEUE, #ARGV do
+  local queue = ARGV[i]
+  for _, message_id in ipairs(redis.call('SMEMBERS', namespace .. ':__acks__.' .. worker_id .. '.' .. queue)) do
+    own[#own + 1] = queue
+    own[#own + 1] = message_id
+  end
+end
+return {moved, own}
