@@ -51,6 +51,7 @@ class ReplicaWait:
         self.timeout_ms = timeout_ms
         self._pool: Any = None
         self._replicas: int | None = None  # online replicas of the primary; None: not known
+        self._wait_ms = timeout_ms
         self._counted_at = 0.0
         self._warned_at = -WARN_EVERY_S
 
@@ -62,6 +63,7 @@ class ReplicaWait:
             return []
         if self._replicas is None or self.client.connection_pool is not self._pool:
             self._pool = self.client.connection_pool
+            self._wait_ms = _within_socket_timeout(self.timeout_ms, self._pool)
             try:
                 role = self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
             except redis.ResponseError as refused:  # an ACL; Redis away is the caller's
@@ -69,7 +71,7 @@ class ReplicaWait:
             self._count(role)
         commands: list[tuple[Any, ...]] = []
         if self._replicas:
-            commands.append(("WAIT", 1, self.timeout_ms))
+            commands.append(("WAIT", 1, self._wait_ms))
         if time.monotonic() - self._counted_at >= ROLE_EVERY_S:
             commands.append(("ROLE",))
         return commands
@@ -107,9 +109,19 @@ class ReplicaWait:
         if now - self._warned_at < WARN_EVERY_S:
             return
         self._warned_at = now
-        why = reply if isinstance(reply, Exception) else f"none within {self.timeout_ms} ms"
+        why = reply if isinstance(reply, Exception) else f"none within {self._wait_ms} ms"
         logger.warning("A job-creating write was not confirmed by a replica (%s): it is on the "
                        "primary only until a replica catches up", why)  # fmt: skip
+
+
+def _within_socket_timeout(timeout_ms: int, pool: Any) -> int:
+    """``timeout_ms``, shortened to end well within the connections' read timeout when they
+    have one (a ``socket_timeout`` in the Redis URL): a ``WAIT`` outliving it would fail the
+    write as a timeout, and each resend would wait again."""
+    socket_timeout = getattr(pool, "connection_kwargs", {}).get("socket_timeout")
+    if not socket_timeout:
+        return timeout_ms
+    return max(1, min(timeout_ms, int(socket_timeout * 1000 * 0.8)))
 
 
 def _text(value: Any) -> str:

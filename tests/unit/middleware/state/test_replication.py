@@ -116,3 +116,11 @@ def test_a_timeout_of_zero_never_asks_or_waits(clock: list[float]) -> None:
     client = RoleClient(primary_with(1))
     assert ReplicaWait(client, 0).tail() == []  # type: ignore[arg-type]
     assert client.roles_asked == 0
+
+
+def test_the_wait_ends_well_within_the_connections_read_timeout(clock: list[float]) -> None:
+    client = RoleClient(primary_with(1))
+    client.connection_pool = type("Pool", (), {"connection_kwargs": {"socket_timeout": 0.5}})()
+    assert ReplicaWait(client, 1000).tail() == [("WAIT", 1, 400)]  # type: ignore[arg-type]
+    client.connection_pool = type("Pool", (), {"connection_kwargs": {"socket_timeout": None}})()
+    assert ReplicaWait(client, 1000).tail() == [("WAIT", 1, 1000)]  # type: ignore[arg-type]
