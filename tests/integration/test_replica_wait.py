@@ -19,7 +19,7 @@ from config.settings import read_settings
 from middleware.state import keys
 from tests.support.dramatiq_option_actors import flaky_with_one_retry
 from tests.support.requests import rule_request
-from tests.support.sentinel import SentinelSet
+from tests.support.sentinel import SentinelSet, sentinel_set
 from workers.bootstrap import repoint
 from workers.client import Evalq
 
@@ -30,13 +30,8 @@ REPLICA = "node-b"
 
 @pytest.fixture
 def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
-    nodes = SentinelSet(tmp_path / "sentinel-set")
-    try:
-        nodes.start()
+    with sentinel_set(tmp_path / "sentinel-set") as nodes:
         yield nodes
-    finally:
-        nodes.resume(REPLICA)
-        nodes.stop()
 
 
 class Call:

@@ -24,7 +24,7 @@ from middleware.state.connections import redis_client, while_redis_away
 from middleware.state.settlement import settle
 from tests.support.dramatiq_option_actors import flaky_with_one_retry
 from tests.support.requests import rule_request
-from tests.support.sentinel import SentinelSet
+from tests.support.sentinel import SentinelSet, sentinel_set
 from workers.bootstrap import repoint
 from workers.client import Evalq
 
@@ -33,12 +33,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
-    nodes = SentinelSet(tmp_path / "sentinel-set")
-    try:
-        nodes.start()
+    with sentinel_set(tmp_path / "sentinel-set") as nodes:
         yield nodes
-    finally:
-        nodes.stop()
 
 
 def fail_over(sentinels: SentinelSet) -> float:

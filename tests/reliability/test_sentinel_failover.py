@@ -31,7 +31,7 @@ from tests.reliability.chaos import (
 )
 from tests.support.pools import WorkerPools
 from tests.support.requests import llm_request
-from tests.support.sentinel import SentinelSet
+from tests.support.sentinel import SentinelSet, sentinel_set
 from workers.client import Evalq
 from workers.demo.provider import ChatRequest, Reply, SimulatedProvider
 
@@ -61,12 +61,10 @@ def provider() -> Iterator[SimulatedProvider]:
 
 @pytest.fixture
 def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
-    nodes = SentinelSet(tmp_path / "sentinel-set", down_after_ms=1000, failover_timeout_ms=2000)
-    try:
-        nodes.start()
+    with sentinel_set(
+        tmp_path / "sentinel-set", down_after_ms=1000, failover_timeout_ms=2000
+    ) as nodes:
         yield nodes
-    finally:
-        nodes.stop()
 
 
 @dataclass

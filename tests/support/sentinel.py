@@ -7,11 +7,13 @@ primary silent for ``down_after_ms`` is down, and a failover takes about a secon
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -44,6 +46,18 @@ class _Process:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+
+
+@contextlib.contextmanager
+def sentinel_set(data_dir: Path, **timeouts: int) -> Iterator[SentinelSet]:
+    """A started ``SentinelSet`` (``timeouts``: its ``down_after_ms``, ``failover_timeout_ms``),
+    stopped on exit."""
+    nodes = SentinelSet(data_dir, **timeouts)
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
 
 
 class SentinelSet:
@@ -88,6 +102,9 @@ class SentinelSet:
         return self.url
 
     def stop(self) -> None:
+        for name, node in self.nodes.items():  # a paused node would not take SIGTERM
+            if node.proc is not None:
+                self.resume(name)
         procs = [p.proc for p in [*self.sentinels, *self.nodes.values()] if p.proc is not None]
         terminate_groups(procs, 5.0)
         for process in [*self.sentinels, *self.nodes.values()]:
