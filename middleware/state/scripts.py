@@ -2,11 +2,11 @@
 
 A script file starts with a header naming each ``KEYS[i]`` and ``ARGV[i]``, then turns each into
 a named ``local`` (as Dramatiq's ``dispatch.lua`` does). Redis Lua has no ``require``, so steps
-several scripts share (Dramatiq's enqueue, the settle of a held delivery, the dead-letter store's
-bookkeeping, the job index, membership in a list of job states) live once in
-``lua/shared/<name>.lua`` and a script pulls one in with a line ``-- @include <name>``, replaced
-by that file's text when the script is loaded. A shared file may use the locals its header says
-the including script declares.
+several scripts share (Dramatiq's enqueue, the settle of a held delivery, putting held
+deliveries back, the dead-letter store's bookkeeping, the job index, membership in a list of job
+states) live once in ``lua/shared/<name>.lua`` and a script pulls one in with a line
+``-- @include <name>``, replaced by that file's text when the script is loaded. A shared file
+may use the locals its header says the including script declares.
 
 ``scripts_for(client)`` is the one way to get them: the texts are composed once per process and
 registered once per client (``redis.Redis.register_script``; Redis itself loads a script the

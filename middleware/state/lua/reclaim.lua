@@ -13,14 +13,14 @@ local namespace = ARGV[1]
 local worker_id = ARGV[2]
 local FIRST_PAIR = 3
 
+-- @include held_deliveries
+
 local moved = 0
 for i = FIRST_PAIR, #ARGV, 2 do
   local queue, message_id = ARGV[i], ARGV[i + 1]
-  local list = namespace .. ':' .. queue
-  if redis.call('SREM', namespace .. ':__acks__.' .. worker_id .. '.' .. queue, message_id) == 1
-      and redis.call('HEXISTS', list .. '.msgs', message_id) == 1 then
-    redis.call('LPUSH', list, message_id)
-    moved = moved + 1
+  local held = acks_key(worker_id, queue)
+  if redis.call('SREM', held, message_id) == 1 then
+    moved = moved + put_back(queue, message_id)
   end
 end
 return moved

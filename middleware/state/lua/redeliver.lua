@@ -22,20 +22,17 @@ local timeout_ms = tonumber(ARGV[3])
 local worker_id = ARGV[4]
 local FIRST_QUEUE = 5
 
+-- @include held_deliveries
+
 redis.call('ZADD', heartbeats, now_ms, worker_id)
 local dead = redis.call('ZRANGEBYSCORE', heartbeats, '-inf', now_ms - timeout_ms)
 local moved = 0
 for _, dead_worker in ipairs(dead) do
   for i = FIRST_QUEUE, #ARGV do
     local queue = ARGV[i]
-    local held = namespace .. ':__acks__.' .. dead_worker .. '.' .. queue
-    local list = namespace .. ':' .. queue
-    local payloads = list .. '.msgs'
+    local held = acks_key(dead_worker, queue)
     for _, message_id in ipairs(redis.call('SMEMBERS', held)) do
-      if redis.call('HEXISTS', payloads, message_id) == 1 then
-        redis.call('LPUSH', list, message_id)
-        moved = moved + 1
-      end
+      moved = moved + put_back(queue, message_id)
     end
     redis.call('DEL', held)
   end
@@ -43,7 +40,7 @@ end
 local own = {}
 for i = FIRST_QUEUE, #ARGV do
   local queue = ARGV[i]
-  for _, message_id in ipairs(redis.call('SMEMBERS', namespace .. ':__acks__.' .. worker_id .. '.' .. queue)) do
+  for _, message_id in ipairs(redis.call('SMEMBERS', acks_key(worker_id, queue))) do
     own[#own + 1] = queue
     own[#own + 1] = message_id
   end
