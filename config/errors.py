@@ -21,3 +21,12 @@ class ConfigurationError(Exception):
     def describe(self) -> str:
         """``<kind>: <message>``: one line per problem, each naming the variable or file key."""
         return f"{self.kind}: {self}"
+
+
+def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
+    """``did you mean "<closest choice>"? `` when one of ``choices`` is close to ``value``, else
+    empty: the start of an error message that then lists every choice."""
+    import difflib  # only on a configuration error: a worker that starts cleanly never loads it
+
+    close = difflib.get_close_matches(value, choices, n=1)
+    return f'did you mean "{close[0]}"? ' if close else ""

@@ -30,7 +30,6 @@ same key path a policy error would print).
 
 from __future__ import annotations
 
-import difflib
 import re
 import typing
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from config.errors import ConfigurationError
+from config.errors import ConfigurationError, did_you_mean
 from config.settings import Environment
 
 #: The error categories, in the order of the architecture document. The one list of them.
@@ -90,8 +89,7 @@ class PolicyError(ConfigurationError):
 
 def _known(value: str, known: tuple[str, ...], what: str) -> str:
     if value not in known:
-        close = difflib.get_close_matches(value, known, n=1)
-        hint = f'did you mean "{close[0]}"? ' if close else ""
+        hint = did_you_mean(value, known)
         raise ValueError(f"unknown {what}; {hint}expected one of: {', '.join(known)}")
     return value
 

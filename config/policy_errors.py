@@ -8,7 +8,6 @@ meant. ``config.policy`` puts the file name in front.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 import types
@@ -16,6 +15,8 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+from config.errors import did_you_mean
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -61,8 +62,7 @@ def _describe(item: Any, root: type[BaseModel]) -> str:
             return what
     elif kind == "extra_forbidden":
         allowed = _allowed_keys(root, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f'did you mean "{close[0]}"? ' if close else ""
+        hint = did_you_mean(str(loc[-1]), allowed)
         what = f"unknown key; {hint}expected one of: {', '.join(allowed)}"
     elif kind == "missing":
         what = "required key is missing"

@@ -28,7 +28,6 @@ import redis
 from config.errors import ConfigurationError
 from config.settings import Settings
 from middleware.state.connections import redis_client
-from workers.embedded_redis import EmbeddedRedis
 
 ADVERT_FILE = "up.json"
 LOCK_FILE = "up.lock"
@@ -184,6 +183,9 @@ def owned_redis(settings: Settings, *, persist: bool = False) -> Iterator[tuple[
     if settings.redis_url:
         yield settings.redis_url, False
         return
+    # Imported here: a worker finds its Redis and never starts one.
+    from workers.embedded_redis import EmbeddedRedis
+
     name = "redis" if persist else "redis-ephemeral"
     with EmbeddedRedis(data_dir=Path(settings.data_dir) / name, persist=persist) as server:
         yield server.url, True

@@ -56,7 +56,7 @@ def record_id_prefix(ms: int) -> str:
 class DeadLetterRecord(BaseModel):
     """Everything an operator needs to decide about a dead job. Times in ms since the epoch."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str = Field(pattern=RECORD_ID_RE.pattern)
     job_id: str

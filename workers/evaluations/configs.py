@@ -41,7 +41,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --- metric configurations -------------------------------------------------------------------
@@ -79,7 +79,7 @@ class SchemaValidationConfig(_Strict):
     check_formats: bool = False
     json_schema: dict[str, Any] = Field(alias="schema")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @field_validator("json_schema")
     @classmethod
@@ -249,7 +249,7 @@ class CustomJudgeConfig(_Strict):
     provider: str | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @field_validator("prompt")
     @classmethod

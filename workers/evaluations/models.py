@@ -23,7 +23,7 @@ from workers.evaluations.configs import (
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --- request -------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ def _expected_number(expected: str, config: Any) -> float:
 class EvaluationResult(BaseModel):
     """The outcome of one evaluation of one target, stored under (evaluation uuid, target uuid)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     evaluation_uuid: str
     target_uuid: str
