@@ -204,11 +204,14 @@ class _GuardedConsumer(_RedisConsumer):
             self._oversized = True
         self._cache = fetched
 
+    # A settlement that fails still lets go of the delivery: the process no longer holds it,
+    # and the delivery left in the acks set is put back as an orphan (middleware.redelivery).
+
     def ack(self, message: MessageProxy) -> None:
         try:
             self._ack(message)
-            self._held.discard(message.options["redis_message_id"])
         finally:
+            self._held.discard(message.options["redis_message_id"])
             self._freed()
 
     def _ack(self, message: MessageProxy) -> None:
@@ -243,15 +246,17 @@ class _GuardedConsumer(_RedisConsumer):
     def nack(self, message: MessageProxy) -> None:
         try:
             super().nack(message)  # type: ignore[no-untyped-call]
-            self._held.discard(message.options["redis_message_id"])
         finally:
+            self._held.discard(message.options["redis_message_id"])
             self._freed()
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         messages = list(messages)
-        super().requeue(messages)  # type: ignore[no-untyped-call]
-        for message in messages:
-            self._held.discard(message.options["redis_message_id"])
+        try:
+            super().requeue(messages)  # type: ignore[no-untyped-call]
+        finally:
+            for message in messages:
+                self._held.discard(message.options["redis_message_id"])
 
     def _has_room(self) -> bool:
         """Whether the consumer may fetch; when it holds all its prefetch, wait up to its

@@ -1,0 +1,75 @@
+"""A settlement the connection loses leaves its delivery to the orphan reclaim.
+
+The consumer counts a delivery as held in memory from the fetch to its ack, nack or requeue
+(``EvalqRedisBroker.held_deliveries``); the reclaim (``middleware.redelivery``) puts back only
+deliveries in the worker's acks set that the process does not hold. When the settling call
+fails, the delivery is still in the acks set, and the process has let go of it: it must stop
+counting as held, or it would stay in the acks set until the worker stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from dramatiq.errors import ConnectionClosed
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from middleware.state import keys
+from middleware.state.broker import EvalqRedisBroker
+from tests.support.consumers import noop_broker, send_noops, take
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+QUEUE = "lost-settlements"
+
+
+@pytest.fixture
+def proxy(redis_url: str) -> Iterator[TcpProxy]:
+    plain = urlsplit(redis_url)
+    assert plain.hostname and plain.port
+    with TcpProxy((plain.hostname, plain.port)) as front:
+        yield front
+
+
+@pytest.fixture
+def broker(proxy: TcpProxy) -> Iterator[EvalqRedisBroker]:
+    client = redis.Redis.from_url(proxy.url, socket_connect_timeout=0.5,
+                                  retry=Retry(NoBackoff(), 0))  # fmt: skip
+    broker = noop_broker(client, QUEUE)
+    send_noops(broker, QUEUE, 1)
+    yield broker
+    client.close()
+
+
+SETTLEMENTS: dict[str, Callable[[Any, Any], None]] = {
+    "ack": lambda consumer, delivery: consumer.ack(delivery),
+    "nack": lambda consumer, delivery: consumer.nack(delivery),
+    "requeue": lambda consumer, delivery: consumer.requeue([delivery]),
+}
+
+
+@pytest.mark.parametrize("settle", SETTLEMENTS.values(), ids=SETTLEMENTS.keys())
+def test_a_settlement_that_fails_on_a_cut_connection_lets_go_of_the_delivery(
+    broker: EvalqRedisBroker,
+    proxy: TcpProxy,
+    redis_client: redis.Redis,
+    settle: Callable[[Any, Any], None],
+) -> None:
+    consumer = broker.consume(QUEUE, prefetch=4, timeout=300)
+    (delivery,) = take(consumer, 1)
+    delivery_id = delivery.options["redis_message_id"]
+    assert delivery_id in broker.held_deliveries
+
+    proxy.cut(30)
+    with pytest.raises((ConnectionClosed, redis.ConnectionError)):
+        settle(consumer, delivery)
+
+    assert delivery_id not in broker.held_deliveries
+    acks = keys.acks_key(broker.broker_id, QUEUE)
+    assert redis_client.sismember(acks, delivery_id), "the delivery is no longer in Redis"
