@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import dramatiq
 import pytest
@@ -31,9 +30,7 @@ DELAY_MS = 5000
 
 @pytest.fixture
 def proxy(redis_url: str) -> Iterator[TcpProxy]:
-    plain = urlsplit(redis_url)
-    assert plain.hostname and plain.port
-    with TcpProxy((plain.hostname, plain.port)) as front:
+    with TcpProxy.to_redis(redis_url) as front:
         yield front
 
 

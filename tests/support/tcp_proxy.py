@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from types import TracebackType
+from urllib.parse import urlsplit
 
 
 class TcpProxy:
@@ -26,6 +27,13 @@ class TcpProxy:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._cut_until = 0.0
+
+    @classmethod
+    def to_redis(cls, redis_url: str) -> TcpProxy:
+        """A proxy to the Redis server of ``redis_url`` (not started: use it as a context)."""
+        plain = urlsplit(redis_url)
+        assert plain.hostname and plain.port, f"no host and port in {redis_url}"
+        return cls((plain.hostname, plain.port))
 
     @property
     def url(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -31,9 +30,7 @@ QUEUE = "lost-settlements"
 
 @pytest.fixture
 def proxy(redis_url: str) -> Iterator[TcpProxy]:
-    plain = urlsplit(redis_url)
-    assert plain.hostname and plain.port
-    with TcpProxy((plain.hostname, plain.port)) as front:
+    with TcpProxy.to_redis(redis_url) as front:
         yield front
 
 
