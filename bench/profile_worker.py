@@ -32,7 +32,7 @@ RESULTS = HERE / "results"
 #: Frames that name where a sample spends its time, from the outermost that matches.
 MARKERS = (
     "start_attempt", "_finish", "before_process_message", "after_process_message",
-    "record_attempt", "_flush", "after_enqueue", "before_consume", "_GuardedConsumer",
+    "record_attempt", "_flush", "after_enqueue", "before_consume", "GuardedConsumer",
     "redact_text", "format_exception", "execute_command", "_execute_transaction", "evalsha",
     "parse_response", "send_packed_command", "process_message", "handle_delayed_messages",
 )  # fmt: skip

@@ -22,7 +22,7 @@ import workers
 from config.policy import Policy, PolicyError, parse_policy
 from config.settings import Settings, SettingsError, describe_error, read_settings
 from middleware.core.message_shape import decode_problem, fields_problem
-from middleware.state.broker import _GuardedConsumer
+from middleware.state.consumer import GuardedConsumer
 from tests.reliability.chaos import scaled
 from tests.support.policy import SHIPPED_POLICY
 from tests.support.requests import llm_request, rule_request
@@ -174,9 +174,9 @@ raw_messages = st.one_of(
 )
 
 
-def consumer(queue: str = "evaluations.batch") -> _GuardedConsumer:
+def consumer(queue: str = "evaluations.batch") -> GuardedConsumer:
     """The guarded consumer's screen, without a connection: only its checks are used."""
-    screen = object.__new__(_GuardedConsumer)
+    screen = object.__new__(GuardedConsumer)
     screen.broker = workers.broker  # type: ignore[assignment]
     screen.queue_name = queue
     return screen
