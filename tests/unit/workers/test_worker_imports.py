@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 _PROBE = """
 import json, sys
 import workers
@@ -27,7 +29,9 @@ print(json.dumps({
 """
 
 
-def _probe() -> dict[str, list[str]]:
+@pytest.fixture(scope="module")
+def after_import() -> dict[str, list[str]]:
+    """What a fresh interpreter built and loaded with ``import workers``."""
     env = {**os.environ, "EVALQ_REDIS_URL": "redis://127.0.0.1:1/0", "EVALQ_ENV": "test"}
     done = subprocess.run(
         [sys.executable, "-c", _PROBE], check=True, capture_output=True, text=True, env=env
@@ -35,12 +39,16 @@ def _probe() -> dict[str, list[str]]:
     return dict(json.loads(done.stdout))
 
 
-def test_a_worker_builds_no_request_or_record_model_at_import() -> None:
-    assert _probe()["built"] == []
+def test_a_worker_builds_no_request_or_record_model_at_import(
+    after_import: dict[str, list[str]],
+) -> None:
+    assert after_import["built"] == []
 
 
-def test_a_worker_loads_no_error_hint_embedded_redis_or_provider_code_at_import() -> None:
-    assert _probe()["loaded"] == []
+def test_a_worker_loads_no_error_hint_embedded_redis_or_provider_code_at_import(
+    after_import: dict[str, list[str]],
+) -> None:
+    assert after_import["loaded"] == []
 
 
 def test_a_deferred_model_validates_at_first_use() -> None:
