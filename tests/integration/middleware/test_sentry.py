@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config.settings import Settings
+from middleware.core.fingerprint import fingerprint
 from middleware.core.redaction import REDACTED
 from middleware.sentry import (
     HTTP_TIMEOUT_S,
@@ -29,7 +30,6 @@ from middleware.sentry import (
     SecretScrubber,
     SentryReporter,
     close_sentry,
-    fingerprint,
     init_sentry,
 )
 from middleware.state import keys

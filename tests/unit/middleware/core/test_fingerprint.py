@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from middleware.sentry import fingerprint, normalise_message
+from middleware.core.fingerprint import fingerprint, normalise_message
 
 
 class ProviderQuirk(Exception):
