@@ -162,7 +162,7 @@ class GroupCommit:
                     return call.outcome()
             with self._lock:
                 group, self._pending = self._pending, []
-            self._send(group)
+            self._send(group, own=call)
         finally:
             if leading or call.lead:
                 self._hand_on(call, group)
@@ -191,15 +191,26 @@ class GroupCommit:
         if successor is not None:
             successor.wake.release()
 
-    def _send(self, group: list[_Call]) -> None:
+    def _send(self, group: list[_Call], own: _Call | None = None) -> None:
+        """Send ``group`` in one round trip, each call getting its answer or error. ``own`` is
+        the sending thread's call: it alone gets what was raised into that thread."""
         try:
             self._send_pipelined(group)
-        except BaseException as error:  # every waiting thread gets what happened
+        except BaseException as error:
             if self._replicas is not None and isinstance(error, TRANSIENT):
                 self._replicas.forget()
+            # A Redis or socket error is the round trip's: every call in it gets it. Anything
+            # else was raised into the sending thread (a time limit or an abort of its own job,
+            # landing while it sent): its own call gets it, and the others an error they retry
+            # on, as after a dropped connection (their scripts may or may not have run).
+            theirs = (
+                error
+                if isinstance(error, (redis.RedisError, OSError))
+                else (redis.ConnectionError("the thread sending its round trip was interrupted"))
+            )
             for call in group:
                 if call.result is _UNSET and call.error is None:
-                    call.error = error
+                    call.error = error if call is own else theirs
         finally:
             for call in group:
                 call.finished = True

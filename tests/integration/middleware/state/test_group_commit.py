@@ -108,7 +108,7 @@ def test_a_sender_interrupted_mid_round_trip_hands_the_sending_on(redis_url: str
 
     original = group._send
 
-    def interrupted(calls):  # type: ignore[no-untyped-def]
+    def interrupted(calls, own=None):  # type: ignore[no-untyped-def]
         raise Interrupt  # as a time limit landing in the sender's round trip would
 
     group._send = interrupted  # type: ignore[method-assign]
@@ -128,6 +128,56 @@ def test_a_sender_interrupted_mid_round_trip_hands_the_sending_on(redis_url: str
         target=lambda: (group(script, keys=script_keys, args=args), done.set())
     ).start()
     assert done.wait(5)
+
+
+class _LandsInTheSender(BaseException):
+    """Raised into the sending thread while its round trip is in flight, as a time limit is."""
+
+
+class _AbortLandsInTheSender(Exception):
+    """The same, an ``Exception`` like ``middleware.abort.JobInterrupted``."""
+
+
+@pytest.mark.parametrize("interrupt", [_LandsInTheSender, _AbortLandsInTheSender])
+def test_an_interrupt_of_the_sender_mid_round_trip_is_the_senders_alone(
+    redis_url: str, interrupt: type[BaseException]
+) -> None:
+    # A time limit or an abort aimed at the thread that sends a group (its actor was calling
+    # send(), or its start outlived the job's limit) must not become the outcome of the other
+    # threads' calls in that group: theirs get an error they retry on.
+    client, count, group = _counting(redis_url)
+    assert group(count, keys=["gc-interrupted"], args=[]) == 1  # the script is loaded
+    replies = group._connection.replies
+
+    def interrupted_while_reading(commands):  # type: ignore[no-untyped-def]
+        replies(commands)  # the scripts ran; the sender is interrupted as it reads the replies
+        raise interrupt
+
+    group._connection.replies = interrupted_while_reading  # type: ignore[method-assign]
+    follower = _Call(count, ["gc-interrupted"], [])
+    group._pending = [follower]
+    with pytest.raises(interrupt):
+        group(count, keys=["gc-interrupted"], args=[])
+    group._connection.replies = replies  # type: ignore[method-assign]
+
+    assert follower.finished
+    assert isinstance(follower.error, redis.ConnectionError), follower.error
+    assert int(client.get("gc-interrupted")) == 3  # both ran: the follower's retry sees it
+    assert group(count, keys=["gc-interrupted"], args=[]) == 4  # and nothing waits
+
+
+def test_an_error_of_the_round_trip_itself_is_every_calls(redis_url: str) -> None:
+    _, count, group = _counting(redis_url)
+
+    def refused(commands):  # type: ignore[no-untyped-def]
+        raise redis.AuthenticationError("invalid password")
+
+    group._connection.replies = refused  # type: ignore[method-assign]
+    follower = _Call(count, ["gc-refused"], [])
+    group._pending = [follower]
+    with pytest.raises(redis.AuthenticationError):
+        group(count, keys=["gc-refused"], args=[])
+    assert isinstance(follower.error, redis.AuthenticationError)
 
 
 def test_a_group_of_different_scripts_gives_each_call_its_own_answer_after_a_flush(
