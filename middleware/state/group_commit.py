@@ -62,6 +62,23 @@ class _Call:
         return self.result
 
 
+class _HandOn:
+    """How far a sender has got in handing on (``GroupCommit._hand_on``)."""
+
+    __slots__ = ("successor", "woken")
+
+    def __init__(self) -> None:
+        self.successor: _Call | None = None
+        self.woken: list[_Call] = []
+
+
+def _release(wake: threading.Lock) -> None:
+    """Release a call's wake-up, once or again: a hand-on run again after an interrupt may
+    release one a second time, before or after its thread took it."""
+    if wake.locked():  # else released already and not yet taken; only the hand-on releases
+        wake.release()
+
+
 class _HeldConnection:
     """One connection of ``client``'s pool, kept for one sender at a time: taken when first
     needed, again in a forked child and after the client was given another pool
@@ -170,26 +187,50 @@ class GroupCommit:
 
     def _hand_on(self, own: _Call, group: list[_Call]) -> None:
         """Wake the threads of the group just sent, and hand the sending to the first call
-        that came meanwhile (or end it)."""
+        that came meanwhile (or end it).
+
+        An interrupt (a time limit, an abort of the sender's job) may land at any line of this;
+        left half done, it would leave threads waiting for a wake-up or a sender that never
+        comes, and every later call of the process behind them. So every step can run again:
+        the steps are repeated until they are all done, and the interrupt is raised after.
+        CPython delivers a pending interrupt as a function is entered, after a call, or on a
+        loop's jump back: nothing before the ``try`` below is one of those but this method's
+        own entry, which no Python code can guard."""
+        progress: _HandOn | None = None
+        interrupt: BaseException | None = None
+        while True:
+            try:
+                progress = progress or _HandOn()
+                self._hand_on_steps(own, group, progress)
+                break
+            except BaseException as error:
+                interrupt = interrupt or error
+        if interrupt is not None:
+            raise interrupt
+
+    def _hand_on_steps(self, own: _Call, group: list[_Call], progress: _HandOn) -> None:
         with self._lock:
-            interrupted = [c for c in group if not c.finished]
-            for unsent in interrupted:  # the sender was interrupted before _send ended
-                unsent.error = redis.ConnectionError("its round trip was interrupted")
-                unsent.finished = True
-            if interrupted or own in self._pending:
-                # Interrupted before or while taking the group: nothing still waiting may be
-                # left pending by it, and its own call leaves with it.
+            for unsent in group:  # the sender was interrupted before _send ended
+                if not unsent.finished:
+                    unsent.error = redis.ConnectionError("its round trip was interrupted")
+                    unsent.finished = True
+            if own in self._pending:
+                # Interrupted before it took the group: its own call leaves with it, and those
+                # waiting stay pending for the next sender.
                 self._pending = [c for c in self._pending if c not in group and c is not own]
-            successor = self._pending[0] if self._pending else None
-            if successor is None:
+            if progress.successor is None:
+                # Decided again until one is found: while no one sends, a new call may lead.
+                progress.successor = self._pending[0] if self._pending else None
+            if progress.successor is None:
                 self._sending = False
             else:
-                successor.lead = True
+                progress.successor.lead = True
         for finished in group:
-            if finished is not own:
-                finished.wake.release()
-        if successor is not None:
-            successor.wake.release()
+            if finished is not own and finished not in progress.woken:
+                _release(finished.wake)
+                progress.woken.append(finished)
+        if progress.successor is not None:
+            _release(progress.successor.wake)
 
     def _send(self, group: list[_Call], own: _Call | None = None) -> None:
         """Send ``group`` in one round trip, each call getting its answer or error. ``own`` is

@@ -3,7 +3,11 @@ answer: a group of starts is one pipeline, a lone start is sent at once."""
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -164,6 +168,82 @@ def test_an_interrupt_of_the_sender_mid_round_trip_is_the_senders_alone(
     assert isinstance(follower.error, redis.ConnectionError), follower.error
     assert int(client.get("gc-interrupted")) == 3  # both ran: the follower's retry sees it
     assert group(count, keys=["gc-interrupted"], args=[]) == 4  # and nothing waits
+
+
+def _interrupting_at(n: int, functions: tuple[str, ...]) -> Callable[..., Any]:
+    """A profile function raising ``_LandsInTheSender`` at the ``n``-th point where CPython
+    would deliver an interrupt inside any of ``functions`` (qualified names): each one's
+    entry, and the return of each call it makes to C code (a lock, a list, a release)."""
+    seen = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal seen
+        if event in ("call", "c_return") and frame.f_code.co_qualname in functions:
+            seen += 1
+            if seen == n:
+                raise _LandsInTheSender
+
+    return profile
+
+
+#: Where a sender hands on (GroupCommit._hand_on and what it calls).
+_HAND_ON = ("GroupCommit._hand_on", "_HandOn.__init__", "GroupCommit._hand_on_steps", "_release")
+
+
+def _send_interrupted_at(
+    point: int, client: redis.Redis, count: Script
+) -> tuple[bool, GroupCommit, _Call, threading.Thread]:
+    """One group sent by this thread, with a member in it and a call that comes while it is in
+    flight, interrupted at ``point`` of its hand-on: whether the interrupt landed, the group
+    commit, the member and the thread of the call that came meanwhile."""
+    group = GroupCommit(client)
+    member = _Call(count, ["gc-hand-on"], [])  # waits in the group the sender takes
+    group._pending = [member]
+    replies = group._connection.replies
+    meanwhile = threading.Thread(target=group, args=(count,), daemon=True,
+                                 kwargs={"keys": ["gc-hand-on"], "args": []})  # fmt: skip
+
+    def a_call_comes_meanwhile(commands):  # type: ignore[no-untyped-def]
+        group._connection.replies = replies  # type: ignore[method-assign]  # once
+        meanwhile.start()
+        while not group._pending:  # it waits behind this round trip
+            time.sleep(0.001)
+        answers = replies(commands)
+        sys.setprofile(_interrupting_at(point, _HAND_ON))  # in this, the sending thread
+        return answers
+
+    group._connection.replies = a_call_comes_meanwhile  # type: ignore[method-assign]
+    try:
+        group(count, keys=["gc-hand-on"], args=[])
+        return False, group, member, meanwhile
+    except _LandsInTheSender:
+        return True, group, member, meanwhile
+    finally:
+        sys.setprofile(None)
+
+
+def test_an_interrupt_anywhere_in_the_hand_on_leaves_no_thread_waiting(redis_url: str) -> None:
+    # The sender of a group wakes its members and hands the sending to the first call that
+    # came meanwhile. An interrupt landing anywhere in that must still wake each of them, or
+    # they (and every later call of the process) wait for ever. Every point where CPython
+    # delivers one but the hand-on's entry, which no Python code can guard.
+    client, count, _ = _counting(redis_url)
+    assert GroupCommit(client)(count, keys=["gc-hand-on"], args=[]) == 1  # the script is loaded
+    for point in range(2, 200):
+        interrupted, group, member, meanwhile = _send_interrupted_at(point, client, count)
+        assert member.finished and member.wake.acquire(timeout=5), f"member left at {point}"
+        meanwhile.join(timeout=5)
+        assert not meanwhile.is_alive(), f"the call that came meanwhile left at {point}"
+        later = threading.Thread(target=group, args=(count,), daemon=True,
+                                 kwargs={"keys": ["gc-hand-on"], "args": []})  # fmt: skip
+        later.start()
+        later.join(timeout=5)
+        assert not later.is_alive(), f"a later call waited for ever after {point}"
+        if not interrupted:  # every point of the hand-on has had its interrupt
+            assert point > 5
+            break
+    else:
+        pytest.fail("the hand-on never ran to its end")
 
 
 def test_an_error_of_the_round_trip_itself_is_every_calls(redis_url: str) -> None:
