@@ -41,6 +41,7 @@ from middleware.state.job_states import attempt_record
 from middleware.state.jobs import History, Started, now_ms
 from middleware.state.settlement import (
     is_settled,
+    mark_put_back,
     settle,
 )
 from middleware.worker_registry import worker_id
@@ -130,6 +131,18 @@ class ErrorPolicy(dramatiq.Middleware):
                             message.message_id, exc_info=True)  # fmt: skip
             message.fail()
             raise SkipMessage("the error policy could not start the attempt") from None
+        except BaseException as interrupt:
+            if getattr(message, "_evalq_attempt", None) is not None:
+                raise  # counted: the attempt ends, and is recorded, as any interrupted one
+            # An interrupt (the job's time limit, the worker's shutdown) landed while the
+            # attempt was being counted, typically while that waited for Redis: the actor never
+            # ran. Dramatiq would ack the message and the job would be lost; it goes back on
+            # its queue instead (if its start did reach Redis, it counts as a lost attempt).
+            logger.warning("job %s: interrupted (%s) before it ran, while its attempt was being "
+                           "counted; putting it back on queue %s", message.message_id,
+                           type(interrupt).__name__, message.queue_name)  # fmt: skip
+            mark_put_back(message)
+            raise SkipMessage("interrupted before it ran") from None
 
     def _before(self, broker: Broker, message: MessageProxy) -> None:
         job_id, queue, actor = message.message_id, message.queue_name, message.actor_name

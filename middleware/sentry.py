@@ -66,6 +66,7 @@ DROPPED_HEADERS = frozenset(
 
 Level = Literal["error", "warning"]
 
+
 class InvalidSentryDsn(SettingsError, ValueError):
     """The configured Sentry DSN cannot be used. The message never contains the DSN itself."""
 

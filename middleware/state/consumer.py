@@ -48,7 +48,7 @@ from middleware.core.message_shape import (
 from middleware.state import keys
 from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.dead_letters import AckTarget
-from middleware.state.settlement import is_settled
+from middleware.state.settlement import is_put_back, is_settled
 
 if TYPE_CHECKING:
     from middleware.state.broker import EvalqRedisBroker
@@ -112,12 +112,15 @@ class GuardedConsumer(_RedisConsumer):
             # Acked already, by the script that wrote the job's outcome.
             self.queued_message_ids.discard(message.message_id)
             return
-        if getattr(message, "_evalq_attempt", None) is not None:
+        started = getattr(message, "_evalq_attempt", None) is not None
+        if started or is_put_back(message):
             # The attempt started but the error policy never ended it: a hook raised a
             # BaseException past it (an interrupt landing late, a SystemExit). Acking would
             # leave the job running forever; put it back, where it counts as a lost attempt.
-            logger.critical("job %s: its attempt ended without an outcome; putting it back on "
-                            "queue %s", message.message_id, self.queue_name)  # fmt: skip
+            # Or its start was interrupted (the error policy said so): it never ran.
+            if started:
+                logger.critical("job %s: its attempt ended without an outcome; putting it back "
+                                "on queue %s", message.message_id, self.queue_name)  # fmt: skip
             try:
                 self.requeue([message])
             except redis.ConnectionError as error:

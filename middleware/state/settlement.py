@@ -126,6 +126,17 @@ def is_settled(message: MessageProxy) -> bool:
     return bool(getattr(message, "_evalq_settled", False))
 
 
+def mark_put_back(message: MessageProxy) -> None:
+    """Note that ``message``'s delivery must go back to its queue, not be acked: its job never
+    ran (its start was interrupted), and an ack would lose it."""
+    message._evalq_put_back = True  # type: ignore[attr-defined]
+
+
+def is_put_back(message: MessageProxy) -> bool:
+    """Whether ``mark_put_back`` was called for ``message``."""
+    return bool(getattr(message, "_evalq_put_back", False))
+
+
 #: Redis errors that pass: retried until Redis answers again (across a Sentinel failover too).
 TRANSIENT = connections.TRANSIENT
 
