@@ -255,6 +255,7 @@ class ErrorPolicy(dramatiq.Middleware):
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         self._leave(message)
+        _disarm_time_limits(broker, message)
         attempt: Attempt | None = getattr(message, "_evalq_attempt", None)
         if attempt is not None and not is_settled(message):
             # Another middleware skipped a job whose attempt had started: Dramatiq acks it
@@ -292,6 +293,7 @@ class ErrorPolicy(dramatiq.Middleware):
         exception: BaseException | None = None,
     ) -> None:
         self._leave(message)
+        _disarm_time_limits(broker, message)
         try:
             self._after(broker, message, exception)
         except Exception:
@@ -415,6 +417,16 @@ class ErrorPolicy(dramatiq.Middleware):
 
 class InvalidActorOptions(MiddlewareError):
     """An actor declares a retry option evalq cannot use; raised by its decorator."""
+
+
+def _disarm_time_limits(broker: Broker, message: MessageProxy) -> None:
+    """End the time limit of ``message``'s attempt, whose actor is done: Dramatiq's TimeLimit
+    ends it only after this middleware's after hook, and an interrupt landing while the outcome
+    is written (a finish waiting for Redis) would be taken for the attempt's own failure, and
+    run a job that succeeded again."""
+    for middleware in broker.middleware:
+        if isinstance(middleware, TimeLimit):
+            middleware.after_process_message(broker, message)  # type: ignore[no-untyped-call]
 
 
 def _option(broker: Broker, message: MessageProxy, name: str) -> Any:

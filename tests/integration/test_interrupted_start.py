@@ -1,5 +1,6 @@
-"""A job whose time limit runs out while its attempt is being counted (Redis away) never ran: it
-goes back on its queue and runs, instead of being acked and lost."""
+"""Time limits around an attempt: one running out while the attempt is being counted (Redis away)
+puts the job back, unrun, instead of acking it; one running out while a success is written is
+not the job's failure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import redis
 
 from middleware.state.jobs import History
-from tests.support import slow_start
+from tests.support import slow_finish, slow_start
 from tests.support.pools import WorkerPools
 from workers import client
 
@@ -29,3 +30,17 @@ def test_a_job_interrupted_while_its_attempt_is_counted_runs_later(
     # The interrupted start never reached Redis: the one attempt is the one that ran.
     assert [a["outcome"] for a in History(redis_client).attempts(job)] == ["succeeded"]
     assert not [k for k in redis_client.scan_iter("dramatiq:__acks__.*") if redis_client.scard(k)]
+
+
+def test_a_success_whose_outcome_waits_past_the_time_limit_stays_a_success(
+    worker_pools: WorkerPools, redis_client: redis.Redis
+) -> None:
+    pool = worker_pools.start("default", threads=1,
+                              modules=("workers", "tests.support.slow_finish"))  # fmt: skip
+    job = slow_finish.finish_slowly.send("slow-finish:1").message_id
+
+    assert client.wait_all([job], timeout=30) == {job: "succeeded"}, worker_pools.log(pool)
+    worker_pools.stop()
+    # The actor returned within its limit: the wait for its outcome is not its failure.
+    assert int(redis_client.llen("test:runs:slow-finish:1")) == 1, worker_pools.log(pool)
+    assert [a["outcome"] for a in History(redis_client).attempts(job)] == ["succeeded"]
