@@ -212,9 +212,8 @@ class ErrorPolicy(dramatiq.Middleware):
         logger.warning("job %s was running when its worker died: it runs alone in this process "
                        "once the jobs running here have finished", message.message_id)  # fmt: skip
         self._enter(message, alone=True)
-        for middleware in broker.middleware:
-            if isinstance(middleware, TimeLimit):
-                middleware.before_process_message(broker, message)  # type: ignore[no-untyped-call]
+        for time_limit in _time_limits(broker):
+            time_limit.before_process_message(broker, message)  # type: ignore[no-untyped-call]
         started: Started = settle(message, start)
         return started.n, started.aborted
 
@@ -424,9 +423,14 @@ def _disarm_time_limits(broker: Broker, message: MessageProxy) -> None:
     ends it only after this middleware's after hook, and an interrupt landing while the outcome
     is written (a finish waiting for Redis) would be taken for the attempt's own failure, and
     run a job that succeeded again."""
-    for middleware in broker.middleware:
-        if isinstance(middleware, TimeLimit):
-            middleware.after_process_message(broker, message)  # type: ignore[no-untyped-call]
+    for time_limit in _time_limits(broker):
+        time_limit.after_process_message(broker, message)  # type: ignore[no-untyped-call]
+
+
+def _time_limits(broker: Broker) -> list[TimeLimit]:
+    """The broker's ``TimeLimit`` middleware, whose deadlines this middleware starts and ends
+    where Dramatiq's order would not."""
+    return [middleware for middleware in broker.middleware if isinstance(middleware, TimeLimit)]
 
 
 def _option(broker: Broker, message: MessageProxy, name: str) -> Any:
