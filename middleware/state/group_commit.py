@@ -72,6 +72,12 @@ class _HandOn:
         self.woken: list[_Call] = []
 
 
+def _interrupted() -> redis.ConnectionError:
+    """What a call gets whose round trip its sender was interrupted in: an error it retries on,
+    as after a dropped connection (its script may or may not have run)."""
+    return redis.ConnectionError("the thread sending its round trip was interrupted")
+
+
 def _release(wake: threading.Lock) -> None:
     """Release a call's wake-up, once or again: a hand-on run again after an interrupt may
     release one a second time, before or after its thread took it."""
@@ -212,7 +218,7 @@ class GroupCommit:
         with self._lock:
             for unsent in group:  # the sender was interrupted before _send ended
                 if not unsent.finished:
-                    unsent.error = redis.ConnectionError("its round trip was interrupted")
+                    unsent.error = _interrupted()
                     unsent.finished = True
             if own in self._pending:
                 # Interrupted before it took the group: its own call leaves with it, and those
@@ -244,11 +250,7 @@ class GroupCommit:
             # else was raised into the sending thread (a time limit or an abort of its own job,
             # landing while it sent): its own call gets it, and the others an error they retry
             # on, as after a dropped connection (their scripts may or may not have run).
-            theirs = (
-                error
-                if isinstance(error, (redis.RedisError, OSError))
-                else (redis.ConnectionError("the thread sending its round trip was interrupted"))
-            )
+            theirs = error if isinstance(error, (redis.RedisError, OSError)) else _interrupted()
             for call in group:
                 if call.result is _UNSET and call.error is None:
                     call.error = error if call is own else theirs
