@@ -5,8 +5,10 @@ the copy of its payload in one script (``lua/finish.lua``); a retry or a throttl
 on its delay queue with its counters (``lua/retry.lua``); a dead letter goes into the DLQ as it
 is acked (``DeadLetters.add``). Each is sent through the process's group commit, sharing round
 trips with what its other threads send at that moment, and each is as durable as the ack: no
-job leaves the broker without its outcome, and none is acked twice. ``ErrorPolicy`` decides;
-this module only writes.
+job leaves the broker without its outcome, and none is acked twice. A finish and a retry are
+posted: the worker thread does not wait for them, and its next job's start carries them
+(``GroupCommit.post``); a dead letter is waited for, since its record is read back.
+``ErrorPolicy`` decides; this module only writes.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from middleware.state.payload_copy import FIELD as PAYLOAD_FIELD
 from middleware.state.payload_copy import payload_copy
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import (
+    begin_landing,
     delayed_retry,
+    end_landing,
     finish_call,
     mark_settled,
     retry_call,
@@ -115,14 +119,18 @@ class Outcomes:
             message, broker_id=broker.broker_id,  # type: ignore[attr-defined]
             entry=entry, fields=fields, job_ttl_s=self.history.ttl_s,
         )  # fmt: skip
-        finished = self._settle(message, self._scripts.finish, script_keys, args)
-        if finished == 0:
-            logger.warning("job %s: no longer held by this worker and ended already; outcome %s "
-                           "not recorded", message.message_id, fields["state"])  # fmt: skip
-        elif finished == 2:
-            logger.warning("job %s: no longer held by this worker (redelivered meanwhile); "
-                           "outcome %s recorded all the same", message.message_id,
-                           fields["state"])  # fmt: skip
+        state = fields["state"]
+
+        def finished(outcome: Any) -> None:
+            if outcome == 0:
+                logger.warning("job %s: no longer held by this worker and ended already; "
+                               "outcome %s not recorded", message.message_id, state)  # fmt: skip
+            elif outcome == 2:
+                logger.warning("job %s: no longer held by this worker (redelivered meanwhile); "
+                               "outcome %s recorded all the same", message.message_id,
+                               state)  # fmt: skip
+
+        self._settle(broker, message, self._scripts.finish, script_keys, args, landed=finished)
 
     def retry(
         self,
@@ -206,21 +214,47 @@ class Outcomes:
             redis_message_id=redis_message_id, data=data, entry=entry, eta=eta,
             job_ttl_s=self.history.ttl_s, state=state,
         )  # fmt: skip
-        settled = self._settle(message, self._scripts.retry, script_keys, args)
-        if settled == 0:
-            logger.warning("job %s: no longer held by this worker; not rescheduled",
-                           message.message_id)  # fmt: skip
+        def rescheduled(outcome: Any) -> None:
+            if outcome == 0:
+                logger.warning("job %s: no longer held by this worker; not rescheduled",
+                               message.message_id)  # fmt: skip
+
+        self._settle(broker, message, self._scripts.retry, script_keys, args, landed=rescheduled)
 
     def _settle(
-        self, message: MessageProxy, script: Script, script_keys: list[str], args: list[Any]
-    ) -> Any:
-        """Run a script that settles ``message``'s delivery, sent with the starts and settles
-        other threads make at the same moment, retried while Redis is away; then note the
-        delivery settled, so that Dramatiq does not ack it again."""
-        commits = self.history.commits
-        settled = settle(message, lambda: commits(script, keys=script_keys, args=args))
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        script: Script,
+        script_keys: list[str],
+        args: list[Any],
+        *,
+        landed: Callable[[Any], None],
+    ) -> None:
+        """Post a script that settles ``message``'s delivery: it goes with the next round trip
+        of the process (typically the same thread's next start), and is sent again while Redis
+        is away; the worker thread does not wait for it. ``landed`` gets the script's result.
+
+        Until it lands, the process still holds the delivery (``held_deliveries``), so the
+        redelivery pass never takes it for an orphan; if the process dies first, the delivery
+        is redelivered and the attempt counts as crashed, as when it dies mid-job. A script
+        error is logged, and the delivery let go of: the redelivery pass puts it back."""
+        held: set[str] | None = getattr(broker, "held_deliveries", None)
+        delivery = message.options["redis_message_id"]
+
+        def done(result: Any, error: BaseException | None) -> None:
+            end_landing(message)
+            if held is not None:
+                held.discard(delivery)
+            if error is None:
+                landed(result)
+            else:
+                logger.critical("job %s: its outcome could not be written (%s); its delivery "
+                                "goes back to its queue", message.message_id, error)  # fmt: skip
+
         mark_settled(message)
-        return settled
+        begin_landing(message)
+        self.history.commits.post(script, keys=script_keys, args=args, done=done)
 
     def drop(
         self,

@@ -48,7 +48,7 @@ from middleware.core.message_shape import (
 from middleware.state import keys
 from middleware.state.dead_letter_record import DeadLetterRecord
 from middleware.state.dead_letters import AckTarget
-from middleware.state.settlement import is_put_back, is_settled
+from middleware.state.settlement import is_landing, is_put_back, is_settled
 
 if TYPE_CHECKING:
     from middleware.state.broker import EvalqRedisBroker
@@ -104,7 +104,8 @@ class GuardedConsumer(_RedisConsumer):
         try:
             self._ack(message)
         finally:
-            self._held.discard(message.options["redis_message_id"])
+            if not is_landing(message):  # else let go of when its posted settlement lands
+                self._held.discard(message.options["redis_message_id"])
             self._freed()
 
     def _ack(self, message: MessageProxy) -> None:

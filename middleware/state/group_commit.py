@@ -11,8 +11,14 @@ instead of per call. Each call is still its own atomic script, with its own answ
 ``EvalqRedisBroker`` has one of its own, for its sends and for Dramatiq's dispatch script (a
 consumer's fetches; ``GroupedScript``).
 
+A call can also be posted (``post``): no thread waits for it. A worker thread posts its job's
+outcome and goes on to its next job, whose start carries the outcome in the same round trip; a
+posted call that no thread's round trip carries within ``POST_LINGER_S`` is sent by the group
+commit's poster thread, and one that meets an unreachable Redis is sent again, backing off,
+until it lands.
+
 Only one group is ever in flight, so a ``GroupCommit`` sends on one connection of its client's
-pool that it keeps (``_HeldConnection``): its EVALSHA commands are packed and written at once and
+pool that it keeps (``HeldConnection``): its EVALSHA commands are packed and written at once and
 their replies read back, without redis-py's per-command path (pool checkout and checks, retry
 wrapper, metrics), which cost a worker about as much CPU again as the round trip itself.
 """
@@ -30,22 +36,35 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from middleware.state.connections import TRANSIENT
+from middleware.state.held_connection import HeldConnection
+from middleware.state.posted_calls import Landed, Posts
 from middleware.state.replication import ReplicaWait
 
 _UNSET: Any = object()
 
 
 class _Call:
-    __slots__ = ("args", "durable", "error", "finished", "keys", "lead", "result", "script",
-                 "wake")  # fmt: skip
+    __slots__ = ("args", "delay", "done", "due", "durable", "error", "failing_since", "finished",
+                 "keys", "lead", "result", "script", "wake")  # fmt: skip
 
     def __init__(
-        self, script: Script, keys: Sequence[Any], args: Sequence[Any], durable: bool = False
+        self,
+        script: Script,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        durable: bool = False,
+        done: Landed | None = None,
     ) -> None:
         self.script = script
         self.keys = keys
         self.args = args
         self.durable = durable
+        # A posted call's: no thread waits for it (GroupCommit.post).
+        self.done = done
+        # A posted call meeting an unreachable Redis: since when, its backoff, when it goes again.
+        self.failing_since = 0.0
+        self.delay = 0.0
+        self.due = 0.0
         self.result: Any = _UNSET
         self.error: BaseException | None = None
         self.finished = False
@@ -65,9 +84,10 @@ class _Call:
 class _HandOn:
     """How far a sender has got in handing on (``GroupCommit._hand_on``)."""
 
-    __slots__ = ("successor", "woken")
+    __slots__ = ("decided", "successor", "woken")
 
     def __init__(self) -> None:
+        self.decided = False
         self.successor: _Call | None = None
         self.woken: list[_Call] = []
 
@@ -85,61 +105,6 @@ def _release(wake: threading.Lock) -> None:
         wake.release()
 
 
-class _HeldConnection:
-    """One connection of ``client``'s pool, kept for one sender at a time: taken when first
-    needed, again in a forked child and after the client was given another pool
-    (``workers.bootstrap.repoint``); reconnected by redis-py after an error."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._pool: redis.ConnectionPool | None = None
-        self._connection: Any = None
-        self._pid = 0
-
-    def replies(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """The reply to each command, sent in one write: an error reply is its ``ResponseError``;
-        any other failure (the connection, an interrupt) drops the connection and is raised."""
-        pool = self._client.connection_pool
-        if self._pool is not pool or self._pid != os.getpid():
-            # A parent's connection is left alone: redis-py closes only its own process's. An
-            # old pool's was closed by whoever replaced the pool.
-            self._connection, self._pid, self._pool = pool.get_connection(), os.getpid(), pool
-        connection = self._connection
-        try:
-            # Readied as the pool readies a connection it hands out. connect() is a no-op when
-            # connected; reconnecting, a Sentinel connection asks the sentinels for the primary
-            # (send_packed_command alone would reconnect to the address it had).
-            connection.connect()
-            if self._stale(pool, connection):
-                connection.disconnect()
-                connection.connect()
-            connection.send_packed_command(connection.pack_commands(commands))
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(connection.read_response())
-                except redis.ResponseError as error:
-                    replies.append(error)
-            return replies
-        except BaseException:
-            # Replies may be left unread: the next round trip starts on a new connection.
-            connection.disconnect()
-            raise
-
-    @staticmethod
-    def _stale(pool: redis.ConnectionPool, connection: Any) -> bool:
-        """What the pool checks of a connection it hands out or takes back: whether it has a
-        reply nobody asked for, Redis closed it (a restart while the process was idle), or it
-        is not to the node the pool now knows as the primary (a Sentinel pool learns of a
-        failover when any of its connections reconnects)."""
-        if not pool.owns_connection(connection):
-            return True
-        try:
-            return bool(connection.can_read())
-        except (redis.ConnectionError, OSError):
-            return True
-
-
 class GroupCommit:
     """Runs scripts for many threads, in one round trip for the calls that overlap.
 
@@ -150,11 +115,12 @@ class GroupCommit:
     """
 
     def __init__(self, client: redis.Redis, *, replicas: ReplicaWait | None = None) -> None:
-        self._connection = _HeldConnection(client)
+        self._connection = HeldConnection(client)
         self._replicas = replicas
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._sending = False
+        self._posts = Posts(self._send_posted)
         _LIVE.add(self)
 
     def _forget_other_threads(self) -> None:
@@ -164,6 +130,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._pending = []
         self._sending = False
+        self._posts = Posts(self._send_posted)
 
     def __call__(
         self, script: Script, *, keys: Sequence[Any], args: Sequence[Any], durable: bool = False
@@ -191,7 +158,44 @@ class GroupCommit:
                 self._hand_on(call, group)
         return call.outcome()
 
-    def _hand_on(self, own: _Call, group: list[_Call]) -> None:
+    def post(self, script: Script, *, keys: Sequence[Any], args: Sequence[Any],
+             done: Landed) -> None:  # fmt: skip
+        """Run ``script`` for ``keys`` and ``args`` without waiting for it: it goes with the
+        next round trip any thread of the process makes, or after ``POST_LINGER_S`` with the
+        poster thread's (``middleware.state.posted_calls``). ``done`` is called, in whichever
+        thread read the reply, with its result or its final error; a Redis or socket error is
+        not final: the call is sent again, backing off, until Redis answers. ``done`` may be
+        called more than once (an interrupt landing in it) and must not raise."""
+        call = _Call(script, keys, args, done=done)
+        self._posts.add(call)
+        with self._lock:
+            self._pending.append(call)
+            idle = not self._sending
+        if idle:
+            self._posts.wake()
+
+    def drain(self, timeout_s: float) -> int:
+        """Wait until every posted call has landed, for up to ``timeout_s``; how many have not
+        (a worker stopping while Redis is unreachable)."""
+        return self._posts.drain(timeout_s)
+
+    def _send_posted(self) -> None:
+        """Send the pending calls (posted ones, and those due to be sent again), unless a
+        thread is sending: the poster thread's round trip."""
+        with self._lock:
+            for call in self._posts.due():
+                call.result, call.error, call.finished = _UNSET, None, False
+                self._pending.append(call)  # type: ignore[arg-type]
+            if self._sending or not self._pending:
+                return
+            self._sending = True
+            group, self._pending = self._pending, []
+        try:
+            self._send(group)
+        finally:
+            self._hand_on(None, group)
+
+    def _hand_on(self, own: _Call | None, group: list[_Call]) -> None:
         """Wake the threads of the group just sent, and hand the sending to the first call
         that came meanwhile (or end it).
 
@@ -214,7 +218,7 @@ class GroupCommit:
         if interrupt is not None:
             raise interrupt
 
-    def _hand_on_steps(self, own: _Call, group: list[_Call], progress: _HandOn) -> None:
+    def _hand_on_steps(self, own: _Call | None, group: list[_Call], progress: _HandOn) -> None:
         with self._lock:
             for unsent in group:  # the sender was interrupted before _send ended
                 if not unsent.finished:
@@ -224,19 +228,29 @@ class GroupCommit:
                 # Interrupted before it took the group: its own call leaves with it, and those
                 # waiting stay pending for the next sender.
                 self._pending = [c for c in self._pending if c not in group and c is not own]
-            if progress.successor is None:
-                # Decided again until one is found: while no one sends, a new call may lead.
-                progress.successor = self._pending[0] if self._pending else None
-            if progress.successor is None:
-                self._sending = False
-            else:
-                progress.successor.lead = True
+            if not progress.decided:
+                # Decided once: after the sending ended, another call may lead. No call stands
+                # between these stores, where an interrupt could land.
+                successor = next((c for c in self._pending if c.done is None), None)
+                if successor is None:
+                    self._sending = False
+                else:
+                    successor.lead = True
+                    progress.successor = successor
+                progress.decided = True
+            posted = progress.successor is None and bool(self._pending)
         for finished in group:
             if finished is not own and finished not in progress.woken:
-                _release(finished.wake)
+                if finished.done is None:
+                    _release(finished.wake)
+                else:
+                    self._posts.land(finished)
                 progress.woken.append(finished)
         if progress.successor is not None:
             _release(progress.successor.wake)
+        elif posted:
+            # Only posted calls wait: no thread would send them.
+            self._posts.wake()
 
     def _send(self, group: list[_Call], own: _Call | None = None) -> None:
         """Send ``group`` in one round trip, each call getting its answer or error. ``own`` is

@@ -3,7 +3,8 @@
 The states and their transitions are ``middleware.state.job_states``'. The worker's hot path pays
 one round trip per attempt before the actor runs: the start script counts the attempt and records
 the job running (so a crash is visible), sent with the starts and finishes of the process's other
-threads (``middleware.state.group_commit``). What need not be in Redis before a delivery is
+threads, and with the outcome this thread posted for its previous job
+(``middleware.state.group_commit``). What need not be in Redis before a delivery is
 settled (attempt entries written outside a settlement, the per-minute outcome counts,
 ``record_state``'s changes) is buffered per process and written in pipelined batches by a
 background thread.
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: How long the per-minute outcome counts are kept, in seconds (the dashboard charts one hour).
 OUTCOME_COUNTS_TTL_S = 2 * 3600
+#: How long a stopping worker waits for the outcomes it posted to be written, in seconds.
+DRAIN_TIMEOUT_S = 30.0
 
 
 def now_ms() -> int:
@@ -273,7 +276,12 @@ class History:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the flusher and write what is left."""
+        """Write the outcomes posted and not landed yet (for up to ``DRAIN_TIMEOUT_S``), stop
+        the flusher and write what is left."""
+        left = self.commits.drain(DRAIN_TIMEOUT_S)
+        if left:
+            logger.critical("%d job outcome(s) not written: Redis unreachable; their jobs run "
+                            "again after the heartbeat timeout", left)  # fmt: skip
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

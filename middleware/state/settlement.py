@@ -126,6 +126,22 @@ def is_settled(message: MessageProxy) -> bool:
     return bool(getattr(message, "_evalq_settled", False))
 
 
+def begin_landing(message: MessageProxy) -> None:
+    """Note that ``message``'s settlement is posted and has not landed yet: the process holds
+    its delivery until it does (the consumer leaves it in ``held_deliveries``)."""
+    message._evalq_landing = True  # type: ignore[attr-defined]
+
+
+def end_landing(message: MessageProxy) -> None:
+    """Note that ``message``'s posted settlement has landed (or failed for good)."""
+    message._evalq_landing = False  # type: ignore[attr-defined]
+
+
+def is_landing(message: MessageProxy) -> bool:
+    """Whether ``message``'s posted settlement has not landed yet."""
+    return bool(getattr(message, "_evalq_landing", False))
+
+
 def mark_put_back(message: MessageProxy) -> None:
     """Note that ``message``'s delivery must go back to its queue, not be acked: its job never
     ran (its start was interrupted), and an ack would lose it."""

@@ -81,7 +81,10 @@ def test_a_delivery_a_live_worker_holds_in_redis_but_not_in_memory_runs_again(
     print(f"\nan orphaned delivery ran {waited:.1f} s after it was left in the acks set")
     assert ORPHAN_AGE_S <= waited < ORPHAN_AGE_S + 5
     assert "held by this worker in Redis but not in its memory" in worker_pools.log(pool)
-    assert redis_client.scard(keys.acks_key(worker, "default")) == 0
+    # Acked by its outcome, which the worker writes just after the actor returns.
+    while redis_client.scard(keys.acks_key(worker, "default")):
+        assert time.monotonic() - orphaned_at < 25, worker_pools.log(pool)
+        time.sleep(0.05)
 
 
 def test_jobs_held_in_memory_longer_than_the_orphan_age_are_never_put_back(

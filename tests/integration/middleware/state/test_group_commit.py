@@ -187,17 +187,21 @@ def _interrupting_at(n: int, functions: tuple[str, ...]) -> Callable[..., Any]:
 
 
 #: Where a sender hands on (GroupCommit._hand_on and what it calls).
-_HAND_ON = ("GroupCommit._hand_on", "_HandOn.__init__", "GroupCommit._hand_on_steps", "_release")
+_HAND_ON = ("GroupCommit._hand_on", "_HandOn.__init__", "GroupCommit._hand_on_steps", "_release",
+            "Posts.land", "_Landings.__call__")
 
 
 def _send_interrupted_at(
-    point: int, client: redis.Redis, count: Script
+    point: int, client: redis.Redis, count: Script, posted: Any = None
 ) -> tuple[bool, GroupCommit, _Call, threading.Thread]:
     """One group sent by this thread, with a member in it and a call that comes while it is in
     flight, interrupted at ``point`` of its hand-on: whether the interrupt landed, the group
-    commit, the member and the thread of the call that came meanwhile."""
+    commit, the member and the thread of the call that came meanwhile. With ``posted`` (its
+    ``done``), the member is a posted call."""
     group = GroupCommit(client)
-    member = _Call(count, ["gc-hand-on"], [])  # waits in the group the sender takes
+    member = _Call(count, ["gc-hand-on"], [], done=posted)  # in the group the sender takes
+    if posted is not None:
+        group._posts.add(member)
     group._pending = [member]
     replies = group._connection.replies
     meanwhile = threading.Thread(target=group, args=(count,), daemon=True,
@@ -460,3 +464,148 @@ def test_a_child_forked_while_another_thread_sends_runs_its_own_calls(redis_url:
         sender.join(10)
     assert int(client.get("gc-fork-child")) == 1
     assert int(client.get("gc-fork")) == 2  # the parent's call went through as well
+
+
+# --- posted calls: no thread waits for them ------------------------------------------------
+
+
+class _Landings:
+    """What a posted call's ``done`` was given, and a way to wait for it."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[Any, BaseException | None]] = []
+        self.event = threading.Event()
+
+    def __call__(self, result: Any, error: BaseException | None) -> None:
+        self.got.append((result, error))
+        self.event.set()
+
+
+def test_a_posted_call_rides_the_next_round_trip_a_thread_makes(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker thread posts its job's outcome and starts its next job: one round trip for both.
+    monkeypatch.setattr("middleware.state.posted_calls.POST_LINGER_S", 2.0)
+    client, count, group = _counting(redis_url)
+    assert group(count, keys=["gc-post-ride"], args=[]) == 1  # the script is loaded
+    landed = _Landings()
+    trips = RoundTrips(client)
+    try:
+        group.post(count, keys=["gc-post-ride"], args=[], done=landed)
+        assert landed.got == []  # nothing sent yet: the poster lingers
+        assert group(count, keys=["gc-post-ride"], args=[]) == 3  # after the posted call
+    finally:
+        trips.close()
+    assert trips.count == 1
+    assert landed.got == [(2, None)]
+    assert group.drain(1) == 0
+
+
+def test_a_posted_call_no_thread_carries_is_sent_by_the_poster(redis_url: str) -> None:
+    client, count, group = _counting(redis_url)
+    landed = _Landings()
+    group.post(count, keys=["gc-post-alone"], args=[], done=landed)
+    assert landed.event.wait(5)
+    assert landed.got == [(1, None)]
+    assert int(client.get("gc-post-alone")) == 1
+    assert group.drain(1) == 0
+
+
+def test_a_posted_call_meeting_an_unreachable_redis_is_sent_again_until_it_answers(
+    redis_url: str,
+) -> None:
+    client, count, group = _counting(redis_url)
+    assert group(count, keys=["gc-post-outage"], args=[]) == 1
+    replies, refusals = group._connection.replies, []
+
+    def unreachable_twice(commands):  # type: ignore[no-untyped-def]
+        if len(refusals) < 2:
+            refusals.append(time.monotonic())
+            raise redis.ConnectionError("Connection refused")
+        return replies(commands)
+
+    group._connection.replies = unreachable_twice  # type: ignore[method-assign]
+    landed = _Landings()
+    posted_at = time.monotonic()
+    group.post(count, keys=["gc-post-outage"], args=[], done=landed)
+    assert landed.event.wait(10)
+    assert landed.got == [(2, None)]  # told once, of the round trip that reached Redis
+    assert int(client.get("gc-post-outage")) == 2  # the refused ones never ran
+    assert len(refusals) == 2
+    assert refusals[1] - refusals[0] >= 0.09  # backing off: 0.1 s, then 0.2 s
+    assert time.monotonic() - posted_at >= 0.29
+    assert group.drain(1) == 0
+
+
+def test_a_script_error_of_a_posted_call_is_final(redis_url: str) -> None:
+    _, count, group = _counting(redis_url)
+    landed = _Landings()
+    group.post(count, keys=[], args=[], done=landed)  # no key to count in: the script fails
+    assert landed.event.wait(5)
+    assert group.drain(1) == 0
+    [(result, error)] = landed.got
+    assert result is None and isinstance(error, redis.ResponseError)
+
+
+def test_drain_returns_once_every_posted_call_of_many_threads_has_landed(
+    redis_url: str,
+) -> None:
+    client, count, group = _counting(redis_url)
+    landed = _Landings()
+
+    def post_and_call(i: int) -> None:
+        for _ in range(20):
+            group.post(count, keys=["gc-post-many"], args=[], done=landed)
+            group(count, keys=[f"gc-post-many-{i}"], args=[])
+
+    threads = [threading.Thread(target=post_and_call, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert group.drain(5) == 0
+    assert len(landed.got) == 160 and all(error is None for _, error in landed.got)
+    assert sorted(result for result, _ in landed.got) == list(range(1, 161))
+    assert int(client.get("gc-post-many")) == 160
+
+
+def test_an_interrupt_anywhere_in_the_hand_on_still_lands_a_posted_call(
+    redis_url: str,
+) -> None:
+    # The sender's hand-on gives the posted calls of its group their answers. An interrupt
+    # landing in it must not leave one without: its job's delivery would stay held for ever.
+    client, count, _ = _counting(redis_url)
+    assert GroupCommit(client)(count, keys=["gc-hand-on"], args=[]) == 1  # the script is loaded
+    for point in range(2, 200):
+        landed = _Landings()
+        interrupted, group, _, meanwhile = _send_interrupted_at(
+            point, client, count, posted=landed
+        )
+        assert group.drain(5) == 0, f"posted call left at {point}"
+        assert landed.got and all(error is None for _, error in landed.got), point
+        meanwhile.join(timeout=5)
+        assert not meanwhile.is_alive(), f"the call that came meanwhile left at {point}"
+        if not interrupted:
+            assert point > 5
+            break
+    else:
+        pytest.fail("the hand-on never ran to its end")
+
+
+def test_a_stopping_history_writes_the_outcomes_posted_first(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JobHistory stops the history as the worker shuts down: an outcome posted by the last
+    # jobs must be in Redis by then, or those jobs run again after the heartbeat timeout.
+    monkeypatch.setattr("middleware.state.posted_calls.POST_LINGER_S", 30.0)
+    client, count, _ = _counting(redis_url)
+    history = History(client)
+    history.start()
+    landed = _Landings()
+    history.commits.post(count, keys=["gc-post-stop"], args=[], done=landed)
+    time.sleep(0.1)  # the poster is in its linger
+    assert landed.got == []
+    started = time.monotonic()
+    history.stop()
+    assert landed.got == [(1, None)]
+    assert time.monotonic() - started < 5

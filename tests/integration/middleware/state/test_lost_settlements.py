@@ -9,6 +9,7 @@ counting as held, or it would stay in the acks set until the worker stops.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,8 +19,12 @@ from dramatiq.errors import ConnectionClosed
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from middleware.core.attempts import Attempt
+from middleware.outcomes import Outcomes
 from middleware.state import keys
 from middleware.state.broker import EvalqRedisBroker
+from middleware.state.dead_letters import DeadLetters
+from middleware.state.jobs import History
 from tests.support.consumers import noop_broker, send_noops, take
 from tests.support.tcp_proxy import TcpProxy
 
@@ -70,3 +75,30 @@ def test_a_settlement_that_fails_on_a_cut_connection_lets_go_of_the_delivery(
     assert delivery_id not in broker.held_deliveries
     acks = keys.acks_key(broker.broker_id, QUEUE)
     assert redis_client.sismember(acks, delivery_id), "the delivery is no longer in Redis"
+
+
+def test_a_posted_outcome_keeps_its_delivery_held_until_it_lands_across_an_outage(
+    broker: EvalqRedisBroker, proxy: TcpProxy, redis_client: redis.Redis
+) -> None:
+    # A worker thread posts its job's outcome and goes on (middleware.outcomes). While Redis is
+    # away the outcome waits to be sent again, and the process must still hold the delivery:
+    # let go of, it would be taken for an orphan and its finished job run again.
+    history = History(broker.client)
+    outcomes = Outcomes(history=history, dead_letters=DeadLetters(broker.client))
+    consumer = broker.consume(QUEUE, prefetch=4, timeout=300)
+    (delivery,) = take(consumer, 1)
+    delivery_id = delivery.options["redis_message_id"]
+    acks = keys.acks_key(broker.broker_id, QUEUE)
+
+    proxy.cut(1.0)
+    outcomes.succeed(broker, delivery, Attempt(n=1, budget_n=1, started_at=0, crashes=0))
+    consumer.ack(delivery)  # Dramatiq's ack comes next: skipped, the outcome acks it
+    time.sleep(0.5)
+    assert delivery_id in broker.held_deliveries
+    assert redis_client.sismember(acks, delivery_id)
+
+    assert history.commits.drain(10) == 0
+    assert delivery_id not in broker.held_deliveries
+    assert not redis_client.sismember(acks, delivery_id)
+    job = redis_client.hgetall(keys.job_key(delivery.message_id))
+    assert job[b"state"] == b"succeeded"

@@ -1,0 +1,147 @@
+"""Posted calls of a group commit: sent with some other thread's round trip, waited for by none.
+
+A worker thread posts its job's outcome (``GroupCommit.post``) and goes on to its next job,
+whose start carries the outcome to Redis in the same round trip. ``Posts`` keeps what such
+calls need beyond a group commit's own work: which have not landed yet (``drain`` waits for
+them as a worker stops), which met an unreachable Redis and wait to be sent again (backing off
+from 0.1 to 5 s, reported every ``POST_PATIENCE_S``), and a thread of its own that sends what no
+thread's round trip carried within ``POST_LINGER_S``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from middleware.state.connections import TRANSIENT
+
+logger = logging.getLogger("evalq.group_commit")
+
+#: How long a posted call waits for a thread's own round trip to carry it before the poster
+#: thread sends it, in seconds: about as long as a worker thread takes to start its next job.
+POST_LINGER_S = 0.002
+#: How often posted calls that keep meeting an unreachable Redis are reported, in seconds (they
+#: are sent again all along).
+POST_PATIENCE_S = 60.0
+
+#: What a posted call is given once it has its answer: its result, or the error that is final
+#: (a Redis or socket error is not: the call is sent again until Redis answers).
+Landed = Callable[[Any, BaseException | None], None]
+
+
+class Posted(Protocol):
+    """What ``Posts`` reads and keeps of a posted call (``group_commit._Call``)."""
+
+    done: Landed | None
+    result: Any
+    error: BaseException | None
+    finished: bool
+    failing_since: float
+    delay: float
+    due: float
+
+
+class Posts:
+    """The posted calls of one group commit.
+
+    Parameters:
+      send(Callable[[], None]): Sends the group commit's pending calls, unless a thread is
+        sending already; run by the poster thread.
+    """
+
+    def __init__(self, send: Callable[[], None]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._outstanding: set[Posted] = set()
+        self._resends: set[Posted] = set()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._hurry = threading.Event()  # set while draining: no lingering
+        self._warned_at = float("-inf")
+
+    def add(self, call: Posted) -> None:
+        """Count ``call`` as posted, before it joins the pending calls."""
+        if self._thread is None:
+            self._start()
+        self._outstanding.add(call)
+
+    def wake(self) -> None:
+        """Have the poster thread send what is pending, once it has lingered."""
+        self._wake.set()
+
+    def drain(self, timeout_s: float) -> int:
+        """Wait until every posted call has landed, for up to ``timeout_s``; how many have not
+        (a worker stopping while Redis is unreachable)."""
+        deadline = time.monotonic() + timeout_s
+        self._hurry.set()
+        try:
+            while self._outstanding and time.monotonic() < deadline:
+                self._wake.set()
+                time.sleep(0.005)
+        finally:
+            self._hurry.clear()
+        return len(self._outstanding)
+
+    def due(self) -> list[Posted]:
+        """The calls whose wait to be sent again is over, taken out of waiting."""
+        now = time.monotonic()
+        with self._lock:
+            due = [call for call in self._resends if call.due <= now]
+            self._resends.difference_update(due)
+        return due
+
+    def land(self, call: Posted) -> None:
+        """Give a posted call of the group just sent its answer, or have it sent again later.
+        Runs again, harmlessly, when an interrupt landed in it (``GroupCommit._hand_on``)."""
+        error = call.error
+        if not call.finished or call in self._resends:
+            return  # run again after it was put back to be sent again
+        if isinstance(error, (*TRANSIENT, OSError)):
+            self._again(call)
+            return
+        if call not in self._outstanding:
+            return
+        try:
+            assert call.done is not None
+            call.done(None if error is not None else call.result, error)
+        except Exception:
+            logger.exception("the callback of a posted write raised")
+        self._outstanding.discard(call)
+
+    def _again(self, call: Posted) -> None:
+        now = time.monotonic()
+        if not call.delay:
+            call.failing_since = now
+        call.delay = min(max(call.delay * 2, 0.1), 5.0)
+        call.due = now + call.delay
+        waited = now - call.failing_since
+        if waited >= POST_PATIENCE_S and now - self._warned_at >= POST_PATIENCE_S:
+            self._warned_at = now
+            logger.critical("posted writes (outcomes of finished jobs) have waited %.0fs for "
+                            "Redis; still trying", waited)  # fmt: skip
+        with self._lock:
+            self._resends.add(call)
+        self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="evalq-posted-calls",
+                                            daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                due = [call.due for call in self._resends]
+            self._wake.wait(max(0.0, min(due) - time.monotonic()) if due else None)
+            self._wake.clear()
+            self._hurry.wait(POST_LINGER_S)  # a worker thread's next start may carry them
+            try:
+                self._send()
+            except Exception:  # never: the poster must outlive anything a round trip raises
+                logger.exception("the poster of posted calls failed to send a round trip")
