@@ -45,7 +45,7 @@ _UNSET: Any = object()
 
 class _Call:
     __slots__ = ("args", "delay", "done", "due", "durable", "error", "failing_since", "finished",
-                 "keys", "lead", "result", "script", "wake")  # fmt: skip
+                 "keys", "lead", "result", "script", "seen", "wake")  # fmt: skip
 
     def __init__(
         self,
@@ -65,6 +65,7 @@ class _Call:
         self.failing_since = 0.0
         self.delay = 0.0
         self.due = 0.0
+        self.seen = False  # pending at a tick of the poster (middleware.state.posted_calls)
         self.result: Any = _UNSET
         self.error: BaseException | None = None
         self.finished = False
@@ -180,13 +181,18 @@ class GroupCommit:
         return self._posts.drain(timeout_s)
 
     def _send_posted(self) -> None:
-        """Send the pending calls (posted ones, and those due to be sent again), unless a
-        thread is sending: the poster thread's round trip."""
+        """The poster thread's tick: unless a thread is sending, send the pending calls when
+        one was pending at the last tick already, or is due to be sent again."""
         with self._lock:
-            for call in self._posts.due():
-                call.result, call.error, call.finished = _UNSET, None, False
+            due = self._posts.due()
+            for call in due:
+                call.result, call.error, call.finished, call.seen = _UNSET, None, False, False
                 self._pending.append(call)  # type: ignore[arg-type]
-            if self._sending or not self._pending:
+            overdue = bool(due)
+            for call in self._pending:
+                overdue = overdue or call.seen
+                call.seen = True
+            if self._sending or not self._pending or not overdue:
                 return
             self._sending = True
             group, self._pending = self._pending, []

@@ -5,7 +5,8 @@ whose start carries the outcome to Redis in the same round trip. ``Posts`` keeps
 calls need beyond a group commit's own work: which have not landed yet (``drain`` waits for
 them as a worker stops), which met an unreachable Redis and wait to be sent again (backing off
 from 0.1 to 5 s, reported every ``POST_PATIENCE_S``), and a thread of its own that sends what no
-thread's round trip carried within ``POST_LINGER_S``.
+thread's round trip carried: while calls are posted it ticks every ``POST_LINGER_S``, and sends
+those that were pending at its last tick already.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Posted(Protocol):
     failing_since: float
     delay: float
     due: float
+    seen: bool
 
 
 class Posts:
@@ -59,7 +61,7 @@ class Posts:
         self._resends: set[Posted] = set()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
-        self._hurry = threading.Event()  # set while draining: no lingering
+        self._idle = False  # the poster waits for a post, not ticking
         self._warned_at = float("-inf")
 
     def add(self, call: Posted) -> None:
@@ -69,20 +71,16 @@ class Posts:
         self._outstanding.add(call)
 
     def wake(self) -> None:
-        """Have the poster thread send what is pending, once it has lingered."""
-        self._wake.set()
+        """Have the poster thread look at what is pending, if it does not already tick."""
+        if self._idle:
+            self._wake.set()
 
     def drain(self, timeout_s: float) -> int:
         """Wait until every posted call has landed, for up to ``timeout_s``; how many have not
         (a worker stopping while Redis is unreachable)."""
         deadline = time.monotonic() + timeout_s
-        self._hurry.set()
-        try:
-            while self._outstanding and time.monotonic() < deadline:
-                self._wake.set()
-                time.sleep(0.005)
-        finally:
-            self._hurry.clear()
+        while self._outstanding and time.monotonic() < deadline:
+            time.sleep(0.005)
         return len(self._outstanding)
 
     def due(self) -> list[Posted]:
@@ -135,13 +133,18 @@ class Posts:
         self._thread.start()
 
     def _run(self) -> None:
+        # While calls are posted, tick every POST_LINGER_S: a wake-up per tick, not per post.
+        # A post is announced only to an idle poster, which looks again before it waits.
         while True:
-            with self._lock:
-                due = [call.due for call in self._resends]
-            self._wake.wait(max(0.0, min(due) - time.monotonic()) if due else None)
+            while self._outstanding:
+                self._idle = False
+                time.sleep(POST_LINGER_S)
+                try:
+                    self._send()
+                except Exception:  # never: the poster must outlive what a round trip raises
+                    logger.exception("the poster of posted calls failed to send a round trip")
+            self._idle = True
+            if self._outstanding:
+                continue
+            self._wake.wait()
             self._wake.clear()
-            self._hurry.wait(POST_LINGER_S)  # a worker thread's next start may carry them
-            try:
-                self._send()
-            except Exception:  # never: the poster must outlive anything a round trip raises
-                logger.exception("the poster of posted calls failed to send a round trip")
