@@ -5,9 +5,8 @@ the copy of its payload in one script (``lua/finish.lua``); a retry or a throttl
 on its delay queue with its counters (``lua/retry.lua``); a dead letter goes into the DLQ as it
 is acked (``DeadLetters.add``). Each is sent through the process's group commit, sharing round
 trips with what its other threads send at that moment, and each is as durable as the ack: no
-job leaves the broker without its outcome, and none is acked twice. A finish and a retry are
-posted: the worker thread does not wait for them, and its next job's start carries them
-(``GroupCommit.post``); a dead letter is waited for, since its record is read back.
+job leaves the broker without its outcome, and none is acked twice. Each is posted: the worker
+thread does not wait for it, and its next job's start carries it (``GroupCommit.post``).
 ``ErrorPolicy`` decides; this module only writes.
 """
 
@@ -231,9 +230,18 @@ class Outcomes:
         *,
         landed: Callable[[Any], None],
     ) -> None:
-        """Post a script that settles ``message``'s delivery: it goes with the next round trip
-        of the process (typically the same thread's next start), and is sent again while Redis
-        is away; the worker thread does not wait for it. ``landed`` gets the script's result.
+        """Post a script that settles ``message``'s delivery (see ``_posting``); ``landed``
+        gets the script's result."""
+        done = self._posting(broker, message, landed)
+        self.history.commits.post(script, keys=script_keys, args=args, done=done)
+
+    def _posting(
+        self, broker: Broker, message: MessageProxy, landed: Callable[[Any], None]
+    ) -> Callable[[Any, BaseException | None], None]:
+        """Note ``message``'s delivery settled by a posted call, and what that call's ``done``
+        is: the call goes with the next round trip of the process (typically the same
+        thread's next start), is sent again while Redis is away, and no worker thread waits
+        for it. ``landed`` gets its result.
 
         Until it lands, the process still holds the delivery (``held_deliveries``), so the
         redelivery pass never takes it for an orphan; if the process dies first, the delivery
@@ -254,7 +262,7 @@ class Outcomes:
 
         mark_settled(message)
         begin_landing(message)
-        self.history.commits.post(script, keys=script_keys, args=args, done=done)
+        return done
 
     def drop(
         self,
@@ -309,13 +317,15 @@ class Outcomes:
             queue=message.queue_name,
             redis_message_id=message.options["redis_message_id"],
         )
-        commits = self.history.commits  # shared with the other threads' starts and finishes
-        settled = settle(message, lambda: self.dead_letters.add(record, ack=ack, commits=commits))
-        mark_settled(message)
-        if not settled:
-            logger.warning("job %s: no longer held by this worker; dead letter not written", job_id)
-        elif ran:
-            self.history.record_attempt(job_id, timeline[-1])
+        def written(added: Any) -> None:
+            if not added:
+                logger.warning("job %s: no longer held by this worker; dead letter not written",
+                               job_id)  # fmt: skip
+            elif ran:
+                self.history.record_attempt(job_id, timeline[-1])
+
+        done = self._posting(broker, message, written)
+        self.dead_letters.post(record, ack=ack, commits=self.history.commits, done=done)
 
     def _timeline(self, job_id: str, *, exclude: int) -> list[dict[str, Any]]:
         """The job's attempts so far (everything buffered written first), but attempt

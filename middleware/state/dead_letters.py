@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final, TypedDict, cast
+from typing import Any, Final, TypedDict, cast
 
 import redis
 
@@ -126,27 +126,34 @@ class DeadLetters:
         self._purge_script = registered.dead_letter_purge
         self._page_script = registered.dead_letter_page
 
-    def add(
-        self,
-        record: DeadLetterRecord,
-        *,
-        ack: AckTarget | None = None,
-        commits: GroupCommit | None = None,
-    ) -> bool:
+    def add(self, record: DeadLetterRecord, *, ack: AckTarget | None = None) -> bool:
         """Store ``record`` (redacted) and, with ``ack``, ack the delivery in the same step.
 
         Returns False, having written nothing, when ``ack`` is given and the delivery is no
         longer held by its consumer (already acked or requeued): someone else owns the job.
         Also marks the job's state ``dead_lettered`` and evicts what retention requires, with
-        ``record.dead_at`` as the current time. With ``commits`` (a worker's group commit, on
-        this store's client), the write shares a round trip with the other threads' scripts.
+        ``record.dead_at`` as the current time.
         """
         call_keys, call_args = self._add_call(record, ack)
-        if commits is None:
-            written = self._add_script(call_keys, call_args)
-        else:
-            written = commits(self._add_script, keys=call_keys, args=call_args)
-        return bool(written)
+        return bool(self._add_script(call_keys, call_args))
+
+    def post(
+        self,
+        record: DeadLetterRecord,
+        *,
+        ack: AckTarget,
+        commits: GroupCommit,
+        done: Callable[[bool | None, BaseException | None], None],
+    ) -> None:
+        """``add`` through ``commits`` (a worker's group commit, on this store's client),
+        posted: the calling thread does not wait; ``done`` gets whether it was written, or its
+        final error (``GroupCommit.post``)."""
+        call_keys, call_args = self._add_call(record, ack)
+
+        def landed(written: Any, error: BaseException | None) -> None:
+            done(None if error is not None else bool(written), error)
+
+        commits.post(self._add_script, keys=call_keys, args=call_args, done=landed)
 
     def add_many(self, records: Iterable[DeadLetterRecord], *, batch_size: int = 1_000) -> int:
         """Store records without acks, pipelined in batches; returns how many were written."""

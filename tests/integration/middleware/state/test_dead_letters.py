@@ -209,7 +209,7 @@ def test_add_with_a_stale_ack_writes_nothing_and_leaves_the_broker_alone(
     assert store.stats()["total"] == 0
 
 
-def test_adds_sent_through_a_group_commit_each_ack_their_delivery_and_get_their_answer(
+def test_adds_posted_through_a_group_commit_each_ack_their_delivery_and_get_their_answer(
     store: DeadLetters, redis_client: redis.Redis
 ) -> None:
     commits = GroupCommit(store.client)
@@ -217,24 +217,29 @@ def test_adds_sent_through_a_group_commit_each_ack_their_delivery_and_get_their_
     acks = [deliver(redis_client, message) for message in messages]
     records = [make_record(message=message) for message in messages]
     redis_client.srem(acks[2].acks_key, acks[2].redis_message_id)  # requeued meanwhile
-    answers: dict[int, bool] = {}
+    answers: dict[int, tuple[bool | None, BaseException | None]] = {}
     barrier = threading.Barrier(len(records))
 
     def add(i: int) -> None:
         barrier.wait()
-        answers[i] = store.add(records[i], ack=acks[i], commits=commits)
+
+        def done(written: bool | None, error: BaseException | None) -> None:
+            answers[i] = (written, error)
+
+        store.post(records[i], ack=acks[i], commits=commits, done=done)
 
     threads = [threading.Thread(target=add, args=(i,)) for i in range(len(records))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+    assert commits.drain(10) == 0
 
-    assert answers == {0: True, 1: True, 2: False, 3: True, 4: True, 5: True}
+    assert answers == {i: (i != 2, None) for i in range(6)}
     assert [store.get(r.id) is not None for r in records] == [True, True, False, True, True, True]
     assert not any(redis_client.sismember(a.acks_key, a.redis_message_id) for a in acks)
     with pytest.raises(redis.ResponseError, match="already exists"):
-        store.add(records[0], commits=commits)
+        store.add(records[0])
 
 
 def test_a_delivery_fetched_by_a_real_dramatiq_consumer_is_acked_by_the_dead_letter(
