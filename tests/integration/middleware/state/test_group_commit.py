@@ -609,3 +609,46 @@ def test_a_stopping_history_writes_the_outcomes_posted_first(redis_url: str) -> 
     history.commits.post(count, keys=["gc-post-stop"], args=[], done=landed)
     history.stop()
     assert landed.got == [(1, None)]
+
+
+def test_a_hand_on_run_again_after_an_interrupt_leaves_a_later_sender_alone(
+    redis_url: str,
+) -> None:
+    # The interrupt lands just after the sender ended the sending; before the hand-on runs
+    # again, another thread begins a round trip. Deciding the end a second time would mark the
+    # sending over while that round trip is in flight, and a third caller would write a second
+    # group on the same connection at once.
+    _, count, group = _counting(redis_url)
+    assert group(count, keys=["gc-again"], args=[]) == 1
+    replies = group._connection.replies
+    in_flight, release = threading.Event(), threading.Event()
+
+    def held_back(commands):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "later":
+            in_flight.set()
+            release.wait(10)
+        return replies(commands)
+
+    group._connection.replies = held_back  # type: ignore[method-assign]
+    later = threading.Thread(target=group, args=(count,), name="later", daemon=True,
+                             kwargs={"keys": ["gc-again"], "args": []})  # fmt: skip
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if (frame.f_code.co_qualname == "GroupCommit._hand_on_steps" and event == "c_return"
+                and not group._sending and not later.is_alive()):  # fmt: skip
+            later.start()
+            assert in_flight.wait(5)
+            raise _LandsInTheSender
+
+    sys.setprofile(profile)
+    try:
+        with pytest.raises(_LandsInTheSender):
+            group(count, keys=["gc-again"], args=[])
+    finally:
+        sys.setprofile(None)
+    try:
+        assert later.is_alive() and group._sending, "the later round trip's sending was ended"
+    finally:
+        release.set()
+        later.join(timeout=5)
+    assert group(count, keys=["gc-again"], args=[]) == 4
