@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -226,28 +226,38 @@ def _send_interrupted_at(
         sys.setprofile(None)
 
 
+def _each_interrupt_point(
+    client: redis.Redis, count: Script, posted: Callable[[], Any] | None = None
+) -> Iterator[tuple[int, GroupCommit, _Call, threading.Thread]]:
+    """``_send_interrupted_at`` at each point of the hand-on in turn, from the second (the
+    first is its entry) until one runs to its end uninterrupted; ``posted`` makes each
+    member a posted call with a new ``done``. Yields the point and what it returned."""
+    assert GroupCommit(client)(count, keys=["gc-hand-on"], args=[]) == 1  # the script is loaded
+    for point in range(2, 200):
+        done = posted() if posted is not None else None
+        interrupted, group, member, meanwhile = _send_interrupted_at(point, client, count, done)
+        yield point, group, member, meanwhile
+        meanwhile.join(timeout=5)
+        assert not meanwhile.is_alive(), f"the call that came meanwhile left at {point}"
+        if not interrupted:  # every point of the hand-on has had its interrupt
+            assert point > 5
+            return
+    pytest.fail("the hand-on never ran to its end")
+
+
 def test_an_interrupt_anywhere_in_the_hand_on_leaves_no_thread_waiting(redis_url: str) -> None:
     # The sender of a group wakes its members and hands the sending to the first call that
     # came meanwhile. An interrupt landing anywhere in that must still wake each of them, or
     # they (and every later call of the process) wait for ever. Every point where CPython
     # delivers one but the hand-on's entry, which no Python code can guard.
     client, count, _ = _counting(redis_url)
-    assert GroupCommit(client)(count, keys=["gc-hand-on"], args=[]) == 1  # the script is loaded
-    for point in range(2, 200):
-        interrupted, group, member, meanwhile = _send_interrupted_at(point, client, count)
+    for point, group, member, _ in _each_interrupt_point(client, count):
         assert member.finished and member.wake.acquire(timeout=5), f"member left at {point}"
-        meanwhile.join(timeout=5)
-        assert not meanwhile.is_alive(), f"the call that came meanwhile left at {point}"
         later = threading.Thread(target=group, args=(count,), daemon=True,
                                  kwargs={"keys": ["gc-hand-on"], "args": []})  # fmt: skip
         later.start()
         later.join(timeout=5)
         assert not later.is_alive(), f"a later call waited for ever after {point}"
-        if not interrupted:  # every point of the hand-on has had its interrupt
-            assert point > 5
-            break
-    else:
-        pytest.fail("the hand-on never ran to its end")
 
 
 def test_an_error_of_the_round_trip_itself_is_every_calls(redis_url: str) -> None:
@@ -575,21 +585,11 @@ def test_an_interrupt_anywhere_in_the_hand_on_still_lands_a_posted_call(
     # The sender's hand-on gives the posted calls of its group their answers. An interrupt
     # landing in it must not leave one without: its job's delivery would stay held for ever.
     client, count, _ = _counting(redis_url)
-    assert GroupCommit(client)(count, keys=["gc-hand-on"], args=[]) == 1  # the script is loaded
-    for point in range(2, 200):
-        landed = _Landings()
-        interrupted, group, _, meanwhile = _send_interrupted_at(
-            point, client, count, posted=landed
-        )
+    for point, group, member, _ in _each_interrupt_point(client, count, posted=_Landings):
         assert group.drain(5) == 0, f"posted call left at {point}"
+        landed = member.done
+        assert isinstance(landed, _Landings)
         assert landed.got and all(error is None for _, error in landed.got), point
-        meanwhile.join(timeout=5)
-        assert not meanwhile.is_alive(), f"the call that came meanwhile left at {point}"
-        if not interrupted:
-            assert point > 5
-            break
-    else:
-        pytest.fail("the hand-on never ran to its end")
 
 
 def test_a_stopping_history_writes_the_outcomes_posted_first(redis_url: str) -> None:
