@@ -13,9 +13,9 @@ consumer's fetches; ``GroupedScript``).
 
 A call can also be posted (``post``): no thread waits for it. A worker thread posts its job's
 outcome and goes on to its next job, whose start carries the outcome in the same round trip; a
-posted call that no thread's round trip carries within ``POST_LINGER_S`` is sent by the group
-commit's poster thread, and one that meets an unreachable Redis is sent again, backing off,
-until it lands.
+posted call that no thread's round trip carries is sent by a poster thread within two of its
+ticks (``POST_LINGER_S`` apart), and one that meets an unreachable Redis is sent again, backing
+off, until it lands (``middleware.state.posted_calls``).
 
 Only one group is ever in flight, so a ``GroupCommit`` sends on one connection of its client's
 pool that it keeps (``HeldConnection``): its EVALSHA commands are packed and written at once and
@@ -162,8 +162,8 @@ class GroupCommit:
     def post(self, script: Script, *, keys: Sequence[Any], args: Sequence[Any],
              done: Landed) -> None:  # fmt: skip
         """Run ``script`` for ``keys`` and ``args`` without waiting for it: it goes with the
-        next round trip any thread of the process makes, or after ``POST_LINGER_S`` with the
-        poster thread's (``middleware.state.posted_calls``). ``done`` is called, in whichever
+        next round trip any thread of the process makes, or within two ticks of the poster
+        thread (``middleware.state.posted_calls``). ``done`` is called, in whichever
         thread read the reply, with its result or its final error; a Redis or socket error is
         not final: the call is sent again, backing off, until Redis answers. ``done`` may be
         called more than once (an interrupt landing in it) and must not raise."""
