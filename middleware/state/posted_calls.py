@@ -21,8 +21,8 @@ from middleware.state.connections import TRANSIENT
 
 logger = logging.getLogger("evalq.group_commit")
 
-#: How long a posted call waits for a thread's own round trip to carry it before the poster
-#: thread sends it, in seconds: about as long as a worker thread takes to start its next job.
+#: The poster thread's tick, in seconds: a posted call still pending at two of its ticks in a
+#: row is sent by the poster; a worker thread takes about half of it to start its next job.
 POST_LINGER_S = 0.002
 #: How often posted calls that keep meeting an unreachable Redis are reported, in seconds (they
 #: are sent again all along).
