@@ -171,9 +171,6 @@ class GroupCommit:
         self._posts.add(call)
         with self._lock:
             self._pending.append(call)
-            idle = not self._sending
-        if idle:
-            self._posts.wake()
 
     def drain(self, timeout_s: float) -> int:
         """Wait until every posted call has landed, for up to ``timeout_s``; how many have not
@@ -244,7 +241,6 @@ class GroupCommit:
                     successor.lead = True
                     progress.successor = successor
                 progress.decided = True
-            posted = progress.successor is None and bool(self._pending)
         for finished in group:
             if finished is not own and finished not in progress.woken:
                 if finished.done is None:
@@ -254,9 +250,6 @@ class GroupCommit:
                 progress.woken.append(finished)
         if progress.successor is not None:
             _release(progress.successor.wake)
-        elif posted:
-            # Only posted calls wait: no thread would send them.
-            self._posts.wake()
 
     def _send(self, group: list[_Call], own: _Call | None = None) -> None:
         """Send ``group`` in one round trip, each call getting its answer or error. ``own`` is

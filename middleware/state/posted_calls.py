@@ -65,13 +65,11 @@ class Posts:
         self._warned_at = float("-inf")
 
     def add(self, call: Posted) -> None:
-        """Count ``call`` as posted, before it joins the pending calls."""
+        """Count ``call`` as posted, before it joins the pending calls: the poster ticks from
+        now on until every posted call has landed (an idle one is woken)."""
         if self._thread is None:
             self._start()
         self._outstanding.add(call)
-
-    def wake(self) -> None:
-        """Have the poster thread look at what is pending, if it does not already tick."""
         if self._idle:
             self._wake.set()
 
@@ -121,8 +119,7 @@ class Posts:
             logger.critical("posted writes (outcomes of finished jobs) have waited %.0fs for "
                             "Redis; still trying", waited)  # fmt: skip
         with self._lock:
-            self._resends.add(call)
-        self._wake.set()
+            self._resends.add(call)  # still outstanding: the poster's ticks send it when due
 
     def _start(self) -> None:
         with self._lock:
