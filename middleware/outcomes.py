@@ -6,7 +6,8 @@ on its delay queue with its counters (``lua/retry.lua``); a dead letter goes int
 is acked (``DeadLetters.add``). Each is sent through the process's group commit, sharing round
 trips with what its other threads send at that moment, and each is as durable as the ack: no
 job leaves the broker without its outcome, and none is acked twice. Each is posted: the worker
-thread does not wait for it, and its next job's start carries it (``GroupCommit.post``).
+thread does not wait for it, and the process's poster thread sends it within a few ms
+(``GroupCommit.post``).
 ``ErrorPolicy`` decides; this module only writes.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import redis
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.middleware import SkipMessage
+from dramatiq.threading import Interrupt
 from redis.commands.core import Script
 
 from middleware.core.attempts import (
@@ -43,6 +45,7 @@ from middleware.state.job_states import DROPPED, QUEUED, RETRYING, SUCCEEDED, at
 from middleware.state.jobs import History, now_ms
 from middleware.state.payload_copy import FIELD as PAYLOAD_FIELD
 from middleware.state.payload_copy import payload_copy
+from middleware.state.posted_calls import Landed
 from middleware.state.scripts import scripts_for
 from middleware.state.settlement import (
     begin_landing,
@@ -230,18 +233,46 @@ class Outcomes:
         *,
         landed: Callable[[Any], None],
     ) -> None:
-        """Post a script that settles ``message``'s delivery (see ``_posting``); ``landed``
+        """Post a script that settles ``message``'s delivery (see ``_post``); ``landed``
         gets the script's result."""
-        done = self._posting(broker, message, landed)
-        self.history.commits.post(script, keys=script_keys, args=args, done=done)
+        commits = self.history.commits
 
-    def _posting(
+        def post(done: Landed) -> None:
+            commits.post(script, keys=script_keys, args=args, done=done)
+
+        self._post(broker, message, landed, post)
+
+    def _post(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        landed: Callable[[Any], None],
+        post: Callable[[Landed], None],
+    ) -> None:
+        """Note ``message``'s delivery settled, and ``post`` the call that settles it, given
+        its ``done``. A late interrupt (a time limit that fired as the actor returned, a
+        shutdown) landing anywhere in this must not leave the delivery marked settled with no
+        call posted, held for ever: every step can run again (posting again with the same
+        ``done`` posts once), the steps are repeated until they are all done, and the
+        interrupt is raised after."""
+        done: Landed | None = None
+        interrupt: Interrupt | None = None
+        while True:
+            try:
+                done = done or self._landing(broker, message, landed)
+                post(done)
+                break
+            except Interrupt as error:
+                interrupt = interrupt or error
+        if interrupt is not None:
+            raise interrupt
+
+    def _landing(
         self, broker: Broker, message: MessageProxy, landed: Callable[[Any], None]
-    ) -> Callable[[Any, BaseException | None], None]:
+    ) -> Landed:
         """Note ``message``'s delivery settled by a posted call, and what that call's ``done``
-        is: the call goes with the next round trip of the process (typically the same
-        thread's next start), is sent again while Redis is away, and no worker thread waits
-        for it. ``landed`` gets its result.
+        is: the poster thread sends the call within a few ms, sends it again while Redis is
+        away, and no worker thread waits for it. ``landed`` gets its result.
 
         Until it lands, the process still holds the delivery (``held_deliveries``), so the
         redelivery pass never takes it for an orphan; if the process dies first, the delivery
@@ -324,8 +355,12 @@ class Outcomes:
             elif ran:
                 self.history.record_attempt(job_id, timeline[-1])
 
-        done = self._posting(broker, message, written)
-        self.dead_letters.post(record, ack=ack, commits=self.history.commits, done=done)
+        dead_letters, commits = self.dead_letters, self.history.commits
+
+        def post(done: Landed) -> None:
+            dead_letters.post(record, ack=ack, commits=commits, done=done)
+
+        self._post(broker, message, written, post)
 
     def _timeline(self, job_id: str, *, exclude: int) -> list[dict[str, Any]]:
         """The job's attempts so far (everything buffered written first), but attempt

@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, TypedDict, cast
+from typing import Final, TypedDict, cast
 
 import redis
 
@@ -29,6 +29,7 @@ from middleware.state.dead_letter_record import (
     redrive_message,
 )
 from middleware.state.group_commit import GroupCommit
+from middleware.state.posted_calls import Landed
 from middleware.state.scripts import scripts_for
 
 #: Largest page ``list`` returns.
@@ -143,17 +144,13 @@ class DeadLetters:
         *,
         ack: AckTarget,
         commits: GroupCommit,
-        done: Callable[[bool | None, BaseException | None], None],
+        done: Landed,
     ) -> None:
         """``add`` through ``commits`` (a worker's group commit, on this store's client),
-        posted: the calling thread does not wait; ``done`` gets whether it was written, or its
-        final error (``GroupCommit.post``)."""
+        posted: the calling thread does not wait; ``done`` gets the script's reply (0: not
+        written), or its final error (``GroupCommit.post``)."""
         call_keys, call_args = self._add_call(record, ack)
-
-        def landed(written: Any, error: BaseException | None) -> None:
-            done(None if error is not None else bool(written), error)
-
-        commits.post(self._add_script, keys=call_keys, args=call_args, done=landed)
+        commits.post(self._add_script, keys=call_keys, args=call_args, done=done)
 
     def add_many(self, records: Iterable[DeadLetterRecord], *, batch_size: int = 1_000) -> int:
         """Store records without acks, pipelined in batches; returns how many were written."""

@@ -1,12 +1,17 @@
-"""Posted calls of a group commit: sent with some other thread's round trip, waited for by none.
+"""Posted calls of a group commit: sent by a poster thread of their own, waited for by none.
 
-A worker thread posts its job's outcome (``GroupCommit.post``) and goes on to its next job,
-whose start carries the outcome to Redis in the same round trip. ``Posts`` keeps what such
-calls need beyond a group commit's own work: which have not landed yet (``drain`` waits for
-them as a worker stops), which met an unreachable Redis and wait to be sent again (backing off
-from 0.1 to 5 s, reported every ``POST_PATIENCE_S``), and a thread of its own that sends what no
-thread's round trip carried: while calls are posted it ticks every ``POST_LINGER_S``, and sends
-those that were pending at its last tick already.
+A worker thread posts its job's outcome (``GroupCommit.post``) and goes on to its next job. The
+poster thread sends what was posted on a connection kept for it, never in a waiting thread's
+round trip: a thread's start, the one round trip a job waits for, then never waits behind the
+outcomes of other jobs. While calls are posted the poster ticks every ``POST_LINGER_S`` and
+sends, in one round trip, every call posted since its last tick; one that met an unreachable
+Redis is sent again, backing off from 0.1 to 5 s and reported every ``POST_PATIENCE_S``, until
+it lands. ``drain`` waits for them all as a worker stops.
+
+Posting is idempotent per ``done``: the same call posted again, as a caller does when an
+interrupt (a late time limit, a shutdown) landed while it posted, is posted once. Only the
+poster thread sends, reads and lands posted calls, so an interrupt of a worker thread can
+never leave one half sent.
 """
 
 from __future__ import annotations
@@ -14,16 +19,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from middleware.state.connections import TRANSIENT
 
 logger = logging.getLogger("evalq.group_commit")
 
-#: The poster thread's tick, in seconds: a posted call still pending at two of its ticks in a
-#: row is sent by the poster; a worker thread takes about half of it to start its next job.
+#: The poster thread's tick, in seconds: what was posted is sent within one tick and a round
+#: trip, in one round trip for all of a tick's posts.
 POST_LINGER_S = 0.002
+#: How long an idle poster waits for a post before it looks again, in seconds: a post whose
+#: wake-up an interrupt cut off is sent by then.
+POST_IDLE_S = 1.0
 #: How often posted calls that keep meeting an unreachable Redis are reported, in seconds (they
 #: are sent again all along).
 POST_PATIENCE_S = 60.0
@@ -39,37 +47,37 @@ class Posted(Protocol):
     done: Landed | None
     result: Any
     error: BaseException | None
-    finished: bool
     failing_since: float
     delay: float
     due: float
-    seen: bool
 
 
 class Posts:
-    """The posted calls of one group commit.
+    """The posted calls of one group commit, and the poster thread that sends them.
 
     Parameters:
-      send(Callable[[], None]): Sends the group commit's pending calls, unless a thread is
-        sending already; run by the poster thread.
+      send(Callable): Sends a list of posted calls in one round trip, each getting its result
+        or error; run by the poster thread only.
     """
 
-    def __init__(self, send: Callable[[], None]) -> None:
+    def __init__(self, send: Callable[[Sequence[Any]], None]) -> None:
         self._send = send
         self._lock = threading.Lock()
-        self._outstanding: set[Posted] = set()
-        self._resends: set[Posted] = set()
+        # Posted and not landed, by ``done``: one store adds a call, whatever thread posts it
+        # and wherever an interrupt lands; the poster alone takes calls out.
+        self._outstanding: dict[Landed, Posted] = {}
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._idle = False  # the poster waits for a post, not ticking
         self._warned_at = float("-inf")
 
     def add(self, call: Posted) -> None:
-        """Count ``call`` as posted, before it joins the pending calls: the poster ticks from
-        now on until every posted call has landed (an idle one is woken)."""
+        """Post ``call``, unless a call with its ``done`` is posted already: the poster sends it
+        within a tick (an idle one is woken)."""
         if self._thread is None:
             self._start()
-        self._outstanding.add(call)
+        assert call.done is not None
+        self._outstanding.setdefault(call.done, call)
         if self._idle:
             self._wake.set()
 
@@ -81,31 +89,28 @@ class Posts:
             time.sleep(0.005)
         return len(self._outstanding)
 
-    def due(self) -> list[Posted]:
-        """The calls whose wait to be sent again is over, taken out of waiting."""
+    def tick(self) -> None:
+        """Send every posted call that is not waiting to be sent again, in one round trip, and
+        land each: give it its answer, or have it sent again later."""
         now = time.monotonic()
-        with self._lock:
-            due = [call for call in self._resends if call.due <= now]
-            self._resends.difference_update(due)
-        return due
+        calls = [call for call in list(self._outstanding.values()) if call.due <= now]
+        if not calls:
+            return
+        self._send(calls)
+        for call in calls:
+            self._land(call)
 
-    def land(self, call: Posted) -> None:
-        """Give a posted call of the group just sent its answer, or have it sent again later.
-        Runs again, harmlessly, when an interrupt landed in it (``GroupCommit._hand_on``)."""
-        error = call.error
-        if not call.finished or call in self._resends:
-            return  # run again after it was put back to be sent again
+    def _land(self, call: Posted) -> None:
+        done, error = call.done, call.error
+        assert done is not None
         if isinstance(error, (*TRANSIENT, OSError)):
             self._again(call)
             return
-        if call not in self._outstanding:
-            return
         try:
-            assert call.done is not None
-            call.done(None if error is not None else call.result, error)
+            done(None if error is not None else call.result, error)
         except Exception:
             logger.exception("the callback of a posted write raised")
-        self._outstanding.discard(call)
+        del self._outstanding[done]
 
     def _again(self, call: Posted) -> None:
         now = time.monotonic()
@@ -118,8 +123,6 @@ class Posts:
             self._warned_at = now
             logger.critical("posted writes (outcomes of finished jobs) have waited %.0fs for "
                             "Redis; still trying", waited)  # fmt: skip
-        with self._lock:
-            self._resends.add(call)  # still outstanding: the poster's ticks send it when due
 
     def _start(self) -> None:
         with self._lock:
@@ -137,11 +140,11 @@ class Posts:
                 self._idle = False
                 time.sleep(POST_LINGER_S)
                 try:
-                    self._send()
+                    self.tick()
                 except Exception:  # never: the poster must outlive what a round trip raises
                     logger.exception("the poster of posted calls failed to send a round trip")
             self._idle = True
             if self._outstanding:
                 continue
-            self._wake.wait()
+            self._wake.wait(POST_IDLE_S)
             self._wake.clear()

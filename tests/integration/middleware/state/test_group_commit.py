@@ -187,21 +187,17 @@ def _interrupting_at(n: int, functions: tuple[str, ...]) -> Callable[..., Any]:
 
 
 #: Where a sender hands on (GroupCommit._hand_on and what it calls).
-_HAND_ON = ("GroupCommit._hand_on", "_HandOn.__init__", "GroupCommit._hand_on_steps", "_release",
-            "Posts.land", "_Landings.__call__")
+_HAND_ON = ("GroupCommit._hand_on", "_HandOn.__init__", "GroupCommit._hand_on_steps", "_release")
 
 
 def _send_interrupted_at(
-    point: int, client: redis.Redis, count: Script, posted: Any = None
+    point: int, client: redis.Redis, count: Script
 ) -> tuple[bool, GroupCommit, _Call, threading.Thread]:
     """One group sent by this thread, with a member in it and a call that comes while it is in
     flight, interrupted at ``point`` of its hand-on: whether the interrupt landed, the group
-    commit, the member and the thread of the call that came meanwhile. With ``posted`` (its
-    ``done``), the member is a posted call."""
+    commit, the member and the thread of the call that came meanwhile."""
     group = GroupCommit(client)
-    member = _Call(count, ["gc-hand-on"], [], done=posted)  # in the group the sender takes
-    if posted is not None:
-        group._posts.add(member)
+    member = _Call(count, ["gc-hand-on"], [])  # in the group the sender takes
     group._pending = [member]
     replies = group._connection.replies
     meanwhile = threading.Thread(target=group, args=(count,), daemon=True,
@@ -227,15 +223,14 @@ def _send_interrupted_at(
 
 
 def _each_interrupt_point(
-    client: redis.Redis, count: Script, posted: Callable[[], Any] | None = None
+    client: redis.Redis, count: Script
 ) -> Iterator[tuple[int, GroupCommit, _Call, threading.Thread]]:
     """``_send_interrupted_at`` at each point of the hand-on in turn, from the second (the
-    first is its entry) until one runs to its end uninterrupted; ``posted`` makes each
-    member a posted call with a new ``done``. Yields the point and what it returned."""
+    first is its entry) until one runs to its end uninterrupted. Yields the point and what it
+    returned."""
     assert GroupCommit(client)(count, keys=["gc-hand-on"], args=[]) == 1  # the script is loaded
     for point in range(2, 200):
-        done = posted() if posted is not None else None
-        interrupted, group, member, meanwhile = _send_interrupted_at(point, client, count, done)
+        interrupted, group, member, meanwhile = _send_interrupted_at(point, client, count)
         yield point, group, member, meanwhile
         meanwhile.join(timeout=5)
         assert not meanwhile.is_alive(), f"the call that came meanwhile left at {point}"
@@ -491,24 +486,67 @@ class _Landings:
         self.event.set()
 
 
-def test_a_posted_call_rides_the_next_round_trip_a_thread_makes(
+def _connected_poster(group: GroupCommit, count: Script) -> None:
+    """Have ``group``'s poster connect, and its script loaded, before round trips are counted."""
+    landed = _Landings()
+    group.post(count, keys=["gc-post-connect"], args=[], done=landed)
+    assert landed.event.wait(5) and group.drain(1) == 0
+
+
+def test_a_posted_call_never_joins_the_round_trip_a_thread_waits_for(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A worker thread posts its job's outcome and starts its next job: one round trip for both.
-    monkeypatch.setattr("middleware.state.posted_calls.POST_LINGER_S", 2.0)
+    # A worker thread posts its job's outcome and starts its next job: the start goes alone,
+    # at once, and the outcome with the poster's next tick.
+    monkeypatch.setattr("middleware.state.posted_calls.POST_LINGER_S", 0.5)
     client, count, group = _counting(redis_url)
-    assert group(count, keys=["gc-post-ride"], args=[]) == 1  # the script is loaded
+    assert group(count, keys=["gc-post-apart"], args=[]) == 1  # the script is loaded
+    _connected_poster(group, count)
     landed = _Landings()
     trips = RoundTrips(client)
     try:
-        group.post(count, keys=["gc-post-ride"], args=[], done=landed)
-        assert landed.got == []  # nothing sent yet: the poster lingers
-        assert group(count, keys=["gc-post-ride"], args=[]) == 3  # after the posted call
+        group.post(count, keys=["gc-post-apart"], args=[], done=landed)
+        assert group(count, keys=["gc-post-apart"], args=[]) == 2  # the posted call not yet
+        assert trips.count == 1 and landed.got == []
+        assert landed.event.wait(5)
+    finally:
+        trips.close()
+    assert trips.count == 2
+    assert landed.got == [(3, None)]
+    assert int(client.get("gc-post-apart")) == 3
+    assert group.drain(1) == 0
+
+
+def test_the_calls_posted_within_a_tick_go_in_one_round_trip(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("middleware.state.posted_calls.POST_LINGER_S", 0.2)
+    client, count, group = _counting(redis_url)
+    _connected_poster(group, count)
+    landed = _Landings()
+    trips = RoundTrips(client)
+    try:
+        for _ in range(5):
+            group.post(count, keys=["gc-post-tick"], args=[], done=_Landings())
+        group.post(count, keys=["gc-post-tick"], args=[], done=landed)
+        assert landed.event.wait(5)
     finally:
         trips.close()
     assert trips.count == 1
-    assert landed.got == [(2, None)]
+    assert int(client.get("gc-post-tick")) == 6
     assert group.drain(1) == 0
+
+
+def test_a_call_posted_again_with_the_same_done_is_posted_once(redis_url: str) -> None:
+    # Outcomes posts again what a late interrupt cut off (middleware.outcomes, Outcomes._post).
+    client, count, group = _counting(redis_url)
+    landed = _Landings()
+    for _ in range(3):
+        group.post(count, keys=["gc-post-once"], args=[], done=landed)
+    assert landed.event.wait(5)
+    assert group.drain(1) == 0
+    assert landed.got == [(1, None)]
+    assert int(client.get("gc-post-once")) == 1
 
 
 def test_a_posted_call_no_thread_carries_is_sent_by_the_poster(redis_url: str) -> None:
@@ -526,7 +564,7 @@ def test_a_posted_call_meeting_an_unreachable_redis_is_sent_again_until_it_answe
 ) -> None:
     client, count, group = _counting(redis_url)
     assert group(count, keys=["gc-post-outage"], args=[]) == 1
-    replies, refusals = group._connection.replies, []
+    replies, refusals = group._post_connection.replies, []
 
     def unreachable_twice(commands):  # type: ignore[no-untyped-def]
         if len(refusals) < 2:
@@ -534,7 +572,7 @@ def test_a_posted_call_meeting_an_unreachable_redis_is_sent_again_until_it_answe
             raise redis.ConnectionError("Connection refused")
         return replies(commands)
 
-    group._connection.replies = unreachable_twice  # type: ignore[method-assign]
+    group._post_connection.replies = unreachable_twice  # type: ignore[method-assign]
     landed = _Landings()
     posted_at = time.monotonic()
     group.post(count, keys=["gc-post-outage"], args=[], done=landed)
@@ -565,7 +603,8 @@ def test_drain_returns_once_every_posted_call_of_many_threads_has_landed(
 
     def post_and_call(i: int) -> None:
         for _ in range(20):
-            group.post(count, keys=["gc-post-many"], args=[], done=landed)
+            group.post(count, keys=["gc-post-many"], args=[],
+                       done=lambda result, error: landed(result, error))  # one done a post
             group(count, keys=[f"gc-post-many-{i}"], args=[])
 
     threads = [threading.Thread(target=post_and_call, args=(i,)) for i in range(8)]
@@ -579,32 +618,19 @@ def test_drain_returns_once_every_posted_call_of_many_threads_has_landed(
     assert int(client.get("gc-post-many")) == 160
 
 
-def test_an_interrupt_anywhere_in_the_hand_on_still_lands_a_posted_call(
-    redis_url: str,
-) -> None:
-    # The sender's hand-on gives the posted calls of its group their answers. An interrupt
-    # landing in it must not leave one without: its job's delivery would stay held for ever.
-    client, count, _ = _counting(redis_url)
-    for point, group, member, _ in _each_interrupt_point(client, count, posted=_Landings):
-        assert group.drain(5) == 0, f"posted call left at {point}"
-        landed = member.done
-        assert isinstance(landed, _Landings)
-        assert landed.got and all(error is None for _, error in landed.got), point
-
-
 def test_a_stopping_history_writes_the_outcomes_posted_first(redis_url: str) -> None:
     # JobHistory stops the history as the worker shuts down: an outcome posted by the last
     # jobs must be in Redis by then, or those jobs run again after the heartbeat timeout.
     client, count, _ = _counting(redis_url)
     history = History(client)
     history.start()
-    replies = history.commits._connection.replies
+    replies = history.commits._post_connection.replies
 
     def slow(commands):  # type: ignore[no-untyped-def]
         time.sleep(0.5)  # a Redis slow to answer
         return replies(commands)
 
-    history.commits._connection.replies = slow  # type: ignore[method-assign]
+    history.commits._post_connection.replies = slow  # type: ignore[method-assign]
     landed = _Landings()
     history.commits.post(count, keys=["gc-post-stop"], args=[], done=landed)
     history.stop()

@@ -9,6 +9,7 @@ counting as held, or it would stay in the acks set until the worker stops.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from dramatiq.errors import ConnectionClosed
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -102,3 +104,61 @@ def test_a_posted_outcome_keeps_its_delivery_held_until_it_lands_across_an_outag
     assert not redis_client.sismember(acks, delivery_id)
     job = redis_client.hgetall(keys.job_key(delivery.message_id))
     assert job[b"state"] == b"succeeded"
+
+
+#: What posting a job's outcome runs (middleware.outcomes, GroupCommit.post, Posts.add).
+_POSTING = ("Outcomes._post", "Outcomes._landing", "mark_settled", "begin_landing",
+            "Outcomes._settle.<locals>.post", "GroupCommit.post", "_Call.__init__", "Posts.add")
+
+
+def _late_time_limit_at(n: int) -> Callable[[Any, str, Any], None]:
+    """A profile function that raises a time limit into this thread at the ``n``-th point of
+    ``_POSTING`` where CPython could deliver one (a call entered, a C call returned)."""
+    seen = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal seen
+        if event in ("call", "c_return") and frame.f_code.co_qualname in _POSTING:
+            seen += 1
+            if seen == n:
+                raise TimeLimitExceeded()
+
+    return profile
+
+
+def test_a_late_interrupt_anywhere_in_posting_an_outcome_still_posts_it_once(
+    broker: EvalqRedisBroker, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A time limit that fires as the actor returns lands in the recording of its outcome.
+    # Marked settled with no call posted, the delivery would be held for ever: never acked,
+    # never taken back by the orphan reclaim. Posted twice, the job would be finished twice.
+    history = History(broker.client)
+    outcomes = Outcomes(history=history, dead_letters=DeadLetters(broker.client))
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=300)
+    send_noops(broker, QUEUE, 60)
+    acks = keys.acks_key(broker.broker_id, QUEUE)
+    for point in range(2, 61):
+        (delivery,) = take(consumer, 1)
+        delivery_id = delivery.options["redis_message_id"]
+        sys.setprofile(_late_time_limit_at(point))
+        try:
+            outcomes.succeed(broker, delivery, Attempt(n=1, budget_n=1, started_at=0,
+                                                       crashes=0))  # fmt: skip
+            interrupted = False
+        except TimeLimitExceeded:
+            interrupted = True
+        finally:
+            sys.setprofile(None)
+        consumer.ack(delivery)
+        assert history.commits.drain(5) == 0, f"left posted at {point}"
+        assert delivery_id not in broker.held_deliveries, f"held for ever at {point}"
+        assert not redis_client.sismember(acks, delivery_id), point
+        job_id = delivery.message_id
+        assert redis_client.hget(keys.job_key(job_id), "state") == b"succeeded", point
+        assert len(history.attempts(job_id)) == 1, point
+        # Posted twice, the second finish finds the delivery acked by the first.
+        assert "no longer held" not in caplog.text, f"posted twice at {point}"
+        if not interrupted:  # every point of the posting has had its interrupt
+            assert point > 5
+            return
+    pytest.fail("the posting never ran to its end")
