@@ -40,6 +40,8 @@ max_backoff_ms = 2000
 max_retries = 2
 [environments.test.categories.provider_unavailable]
 max_retries = 3
+min_backoff_ms = 50     # the shipped 1-60 s would hold the module's jobs for 31 s
+max_backoff_ms = 400
 [environments.test.categories.timeout]
 max_retries = 1
 [environments.test.categories.invalid_model_output]
