@@ -148,6 +148,24 @@ def payload_from_message(message: dramatiq.Message[Any]) -> dict[str, Any]:
     return payload
 
 
+def redrive_refusal(
+    record: DeadLetterRecord, *, queue: str | None, category: str | None, dry_run: bool
+) -> str | None:
+    """Why ``record`` is not redriven (filtered to ``queue`` and ``category``, None: any), or
+    None when it is."""
+    if queue is not None and record.queue != queue:
+        return f"not on queue {queue}"
+    if category is not None and record.category != category:
+        return f"not in category {category}"
+    if "actor_name" not in record.payload:
+        return "not a Dramatiq message (it could not be decoded): nothing to redrive"
+    if contains_redaction(record.payload):
+        return "payload has redacted secrets; enqueue the job again from its source"
+    if dry_run:
+        return "dry run"
+    return None
+
+
 def redrive_message(
     record: DeadLetterRecord, queue: str, *, now_ms: int, attempt_base: int = 0
 ) -> tuple[str, bytes]:

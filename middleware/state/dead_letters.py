@@ -24,9 +24,9 @@ from middleware.state import keys
 from middleware.state.dead_letter_record import (
     RECORD_ID_RE,
     DeadLetterRecord,
-    contains_redaction,
     record_id_prefix,
     redrive_message,
+    redrive_refusal,
 )
 from middleware.state.group_commit import GroupCommit
 from middleware.state.posted_calls import Landed
@@ -214,7 +214,7 @@ class DeadLetters:
             if upper == "+" or after < upper[1:]:
                 upper = "(" + after
         lower = "-" if since_ms is None else "[" + record_id_prefix(since_ms)
-        index = _index_key(queue, category)
+        index = keys.dlq_index_key(queue, category)
         reply = self._page_script(*scripts.page_call(index, upper, lower, limit))
         records = [
             DeadLetterRecord.model_validate_json(raw) for raw in reply[2::2] if raw is not None
@@ -235,7 +235,7 @@ class DeadLetters:
         ``ZLEXCOUNT`` on the filter's index, whatever the store's size."""
         upper = "+" if until_ms is None else "(" + record_id_prefix(until_ms + 1)
         lower = "-" if since_ms is None else "[" + record_id_prefix(since_ms)
-        index = _index_key(queue, category)
+        index = keys.dlq_index_key(queue, category)
         return cast(int, self.client.zlexcount(index, lower, upper))  # type: ignore[no-untyped-call]
 
     def redrive(
@@ -284,17 +284,7 @@ class DeadLetters:
         if record is None:
             return RedriveOutcome(record_id, None, None, False, "no such record")
         target = to_queue or record.queue
-        skip = None
-        if queue is not None and record.queue != queue:
-            skip = f"not on queue {queue}"
-        elif category is not None and record.category != category:
-            skip = f"not in category {category}"
-        elif "actor_name" not in record.payload:
-            skip = "not a Dramatiq message (it could not be decoded): nothing to redrive"
-        elif contains_redaction(record.payload):
-            skip = "payload has redacted secrets; enqueue the job again from its source"
-        elif dry_run:
-            skip = "dry run"
+        skip = redrive_refusal(record, queue=queue, category=category, dry_run=dry_run)
         if skip is not None:
             return RedriveOutcome(record_id, record.job_id, target, False, skip)
         base = int(self.client.get(keys.attempt_counter_key(record.job_id)) or 0)  # type: ignore[arg-type]
@@ -327,7 +317,7 @@ class DeadLetters:
         (with ``dry_run``: would be) deleted.
         """
         if ids is None:
-            index = _index_key(queue, category)
+            index = keys.dlq_index_key(queue, category)
             if dry_run:
                 return cast(int, self.client.zcard(index))
             removed = 0
@@ -392,16 +382,6 @@ class DeadLetters:
             batch = [keys.text(record_id) for record_id in raw]
             yield batch
             upper = "(" + batch[-1]
-
-
-def _index_key(queue: str | None, category: str | None) -> str:
-    if queue is not None and category is not None:
-        return keys.dlq_queue_category_index_key(queue, category)
-    if queue is not None:
-        return keys.dlq_queue_index_key(queue)
-    if category is not None:
-        return keys.dlq_category_index_key(category)
-    return keys.DLQ_INDEX_ALL
 
 
 def _encode_cursor(record_id: str) -> str:

@@ -130,6 +130,17 @@ def dlq_queue_category_index_key(queue: str, category: str) -> str:
     return f"{DLQ_INDEX_QUEUE_CATEGORY_PREFIX}{queue}:{category}"
 
 
+def dlq_index_key(queue: str | None, category: str | None) -> str:
+    """The index of the dead letters on ``queue`` in ``category`` (None: any)."""
+    if queue is not None and category is not None:
+        return dlq_queue_category_index_key(queue, category)
+    if queue is not None:
+        return dlq_queue_index_key(queue)
+    if category is not None:
+        return dlq_category_index_key(category)
+    return DLQ_INDEX_ALL
+
+
 # Sentry reporting (middleware/sentry.py).
 
 #: Marks that one job's failure with one root cause (fingerprint digest) was sent to Sentry.
