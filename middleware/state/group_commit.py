@@ -39,7 +39,7 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from middleware.state.connections import TRANSIENT
-from middleware.state.held_connection import HeldConnection
+from middleware.state.held_connection import STALE_AFTER_IDLE_S, HeldConnection
 from middleware.state.posted_calls import Landed, Posts
 from middleware.state.replication import ReplicaWait
 
@@ -115,15 +115,22 @@ class GroupCommit:
       client(redis.Redis): Where the scripts run (each registered on it).
       replicas(ReplicaWait | None): What makes a round trip holding a ``durable`` call return
         only once a replica has it (None: no call waits).
+      resends(bool): Whether every caller sends a call again that failed on a dropped
+        connection (a worker's history: ``settle``); then the connection is checked before a
+        round trip only after it sat idle (``STALE_AFTER_IDLE_S``), else before each one.
+        Posted calls are always sent again.
     """
 
-    def __init__(self, client: redis.Redis, *, replicas: ReplicaWait | None = None) -> None:
-        self._connection = HeldConnection(client)
+    def __init__(self, client: redis.Redis, *, replicas: ReplicaWait | None = None,
+                 resends: bool = False) -> None:  # fmt: skip
+        self._connection = HeldConnection(
+            client, check_after_idle_s=STALE_AFTER_IDLE_S if resends else 0.0
+        )
         self._replicas = replicas
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._sending = False
-        self._post_connection = HeldConnection(client)
+        self._post_connection = HeldConnection(client, check_after_idle_s=STALE_AFTER_IDLE_S)
         self._posts = Posts(self._send_posted)
         _LIVE.add(self)
 

@@ -107,9 +107,10 @@ class History:
         self.max_buffer = max_buffer
         self.trim_interval_s = trim_interval_s
         self._scripts = scripts_for(client)
-        #: The starts and finishes of a process's threads share round trips
-        #: (middleware.state.group_commit; middleware.outcomes sends through it too).
-        self.commits = GroupCommit(client)
+        #: The starts of a process's threads share round trips, and its outcomes are posted
+        #: through it (middleware.state.group_commit, middleware.outcomes). Every start is
+        #: sent again by settle() when its round trip fails.
+        self.commits = GroupCommit(client, resends=True)
         # ("attempt", job id, entry) or ("state", job id, fields, enqueued_at)
         self._buffer: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()

@@ -365,6 +365,27 @@ def test_calls_go_over_one_held_connection_that_survives_redis_closing_it(
     assert int(client.get("gc-held")) == 3
 
 
+def test_a_group_commit_whose_callers_resend_checks_its_connection_only_after_it_sat_idle(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's history (every start sent again by settle()) skips the check of its busy
+    # connection. Closed under it, the next call fails without running, and the one after
+    # reconnects; after an idle spell the check comes back and the call just runs.
+    monkeypatch.setattr("middleware.state.group_commit.STALE_AFTER_IDLE_S", 0.3)
+    client, count, _ = _counting(redis_url)
+    group = GroupCommit(client, resends=True)
+    assert group(count, keys=["gc-resends"], args=[]) == 1
+    client.client_kill_filter(_id=_held_client_id(group))
+    with pytest.raises(redis.ConnectionError):
+        group(count, keys=["gc-resends"], args=[])
+    assert int(client.get("gc-resends")) == 1  # its write never reached Redis
+    assert group(count, keys=["gc-resends"], args=[]) == 2
+
+    client.client_kill_filter(_id=_held_client_id(group))
+    time.sleep(0.35)
+    assert group(count, keys=["gc-resends"], args=[]) == 3
+
+
 def test_a_round_trip_that_breaks_off_leaves_no_reply_for_the_next_one(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     echo = client.register_script("return ARGV[1]")
