@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from middleware.state import keys
 from middleware.state.group_commit import GroupCommit, _Call
 from middleware.state.jobs import History, start_call
 from middleware.state.scripts import scripts_for
+from tests.support.interrupts import interrupting_at
 from tests.support.round_trips import RoundTrips
 
 pytestmark = pytest.mark.integration
@@ -170,22 +171,6 @@ def test_an_interrupt_of_the_sender_mid_round_trip_is_the_senders_alone(
     assert group(count, keys=["gc-interrupted"], args=[]) == 4  # and nothing waits
 
 
-def _interrupting_at(n: int, functions: tuple[str, ...]) -> Callable[..., Any]:
-    """A profile function raising ``_LandsInTheSender`` at the ``n``-th point where CPython
-    would deliver an interrupt inside any of ``functions`` (qualified names): each one's
-    entry, and the return of each call it makes to C code (a lock, a list, a release)."""
-    seen = 0
-
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        nonlocal seen
-        if event in ("call", "c_return") and frame.f_code.co_qualname in functions:
-            seen += 1
-            if seen == n:
-                raise _LandsInTheSender
-
-    return profile
-
-
 #: Where a sender hands on (GroupCommit._hand_on and what it calls).
 _HAND_ON = ("GroupCommit._hand_on", "_HandOn.__init__", "GroupCommit._hand_on_steps", "_release")
 
@@ -209,7 +194,8 @@ def _send_interrupted_at(
         while not group._pending:  # it waits behind this round trip
             time.sleep(0.001)
         answers = replies(commands)
-        sys.setprofile(_interrupting_at(point, _HAND_ON))  # in this, the sending thread
+        # In this, the sending thread.
+        sys.setprofile(interrupting_at(point, _HAND_ON, _LandsInTheSender))
         return answers
 
     group._connection.replies = a_call_comes_meanwhile  # type: ignore[method-assign]

@@ -28,6 +28,7 @@ from middleware.state.broker import EvalqRedisBroker
 from middleware.state.dead_letters import DeadLetters
 from middleware.state.jobs import History
 from tests.support.consumers import noop_broker, send_noops, take
+from tests.support.interrupts import interrupting_at
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -111,21 +112,6 @@ _POSTING = ("Outcomes._post", "Outcomes._landing", "mark_settled", "begin_landin
             "Outcomes._settle.<locals>.post", "GroupCommit.post", "_Call.__init__", "Posts.add")
 
 
-def _late_time_limit_at(n: int) -> Callable[[Any, str, Any], None]:
-    """A profile function that raises a time limit into this thread at the ``n``-th point of
-    ``_POSTING`` where CPython could deliver one (a call entered, a C call returned)."""
-    seen = 0
-
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        nonlocal seen
-        if event in ("call", "c_return") and frame.f_code.co_qualname in _POSTING:
-            seen += 1
-            if seen == n:
-                raise TimeLimitExceeded()
-
-    return profile
-
-
 def test_a_late_interrupt_anywhere_in_posting_an_outcome_still_posts_it_once(
     broker: EvalqRedisBroker, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -140,7 +126,7 @@ def test_a_late_interrupt_anywhere_in_posting_an_outcome_still_posts_it_once(
     for point in range(2, 61):
         (delivery,) = take(consumer, 1)
         delivery_id = delivery.options["redis_message_id"]
-        sys.setprofile(_late_time_limit_at(point))
+        sys.setprofile(interrupting_at(point, _POSTING, TimeLimitExceeded))
         try:
             outcomes.succeed(broker, delivery, Attempt(n=1, budget_n=1, started_at=0,
                                                        crashes=0))  # fmt: skip
