@@ -46,31 +46,32 @@ from middleware.state.replication import ReplicaWait
 _UNSET: Any = object()
 
 
-class _Call:
-    __slots__ = ("args", "delay", "done", "due", "durable", "error", "failing_since", "finished",
-                 "keys", "lead", "result", "script", "wake")  # fmt: skip
+class _Sent:
+    """One script call, as a round trip sends it and gives it its answer."""
+
+    __slots__ = ("args", "durable", "error", "finished", "keys", "result", "script")
 
     def __init__(
-        self,
-        script: Script,
-        keys: Sequence[Any],
-        args: Sequence[Any],
-        durable: bool = False,
-        done: Landed | None = None,
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any], durable: bool = False
     ) -> None:
         self.script = script
         self.keys = keys
         self.args = args
         self.durable = durable
-        # A posted call's: no thread waits for it (GroupCommit.post).
-        self.done = done
-        # A posted call meeting an unreachable Redis: since when, its backoff, when it goes again.
-        self.failing_since = 0.0
-        self.delay = 0.0
-        self.due = 0.0
         self.result: Any = _UNSET
         self.error: BaseException | None = None
         self.finished = False
+
+
+class _Call(_Sent):
+    """A call its thread waits for (``GroupCommit.__call__``)."""
+
+    __slots__ = ("lead", "wake")
+
+    def __init__(
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any], durable: bool = False
+    ) -> None:
+        super().__init__(script, keys, args, durable)
         # Handed the sending by the sender before it: set before `wake` is released.
         self.lead = False
         # Held from the start; released once, when the call is finished or handed the sending,
@@ -82,6 +83,21 @@ class _Call:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+class _PostedCall(_Sent):
+    """A call no thread waits for (``GroupCommit.post``), sent by the poster thread."""
+
+    __slots__ = ("delay", "done", "due", "failing_since")
+
+    def __init__(self, script: Script, keys: Sequence[Any], args: Sequence[Any],
+                 done: Landed) -> None:  # fmt: skip
+        super().__init__(script, keys, args)
+        self.done = done
+        # Meeting an unreachable Redis: since when, its backoff, when it goes again.
+        self.failing_since = 0.0
+        self.delay = 0.0
+        self.due = 0.0
 
 
 class _HandOn:
@@ -176,19 +192,19 @@ class GroupCommit:
         poster thread, with its result or its final error, and must not raise; a Redis or
         socket error is not final: the call is sent again, backing off, until Redis answers.
         Posted again with the same ``done``, the call is posted once."""
-        self._posts.add(_Call(script, keys, args, done=done))
+        self._posts.add(_PostedCall(script, keys, args, done))
 
     def drain(self, timeout_s: float) -> int:
         """Wait until every posted call has landed, for up to ``timeout_s``; how many have not
         (a worker stopping while Redis is unreachable)."""
         return self._posts.drain(timeout_s)
 
-    def _send_posted(self, group: Sequence[_Call]) -> None:
+    def _send_posted(self, group: list[_PostedCall]) -> None:
         """Send ``group``, posted calls (some perhaps sent before), in one round trip on the
         connection kept for them; run by the poster thread only."""
         for call in group:
             call.result, call.error, call.finished = _UNSET, None, False
-        self._send(list(group), connection=self._post_connection)
+        self._send(group, connection=self._post_connection)
 
     def _hand_on(self, own: _Call | None, group: list[_Call]) -> None:
         """Wake the threads of the group just sent, and hand the sending to the first call
@@ -240,7 +256,7 @@ class GroupCommit:
         if progress.successor is not None:
             _release(progress.successor.wake)
 
-    def _send(self, group: list[_Call], own: _Call | None = None,
+    def _send(self, group: Sequence[_Sent], own: _Call | None = None,
               connection: HeldConnection | None = None) -> None:  # fmt: skip
         """Send ``group`` in one round trip, each call getting its answer or error. ``own`` is
         the sending thread's call: it alone gets what was raised into that thread."""
@@ -261,7 +277,7 @@ class GroupCommit:
             for call in group:
                 call.finished = True
 
-    def _send_pipelined(self, group: list[_Call], connection: HeldConnection) -> None:
+    def _send_pipelined(self, group: Sequence[_Sent], connection: HeldConnection) -> None:
         results = self._replies([_evalsha(call) for call in group], group, connection)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
@@ -284,7 +300,7 @@ class GroupCommit:
             else:
                 call.result = result
 
-    def _replies(self, commands: list[tuple[Any, ...]], calls: list[_Call],
+    def _replies(self, commands: list[tuple[Any, ...]], calls: Sequence[_Sent],
                  connection: HeldConnection) -> list[Any]:  # fmt: skip
         """The replies to ``commands``, sent in one round trip; followed by a replica's
         acknowledgement (``WAIT``) when one of ``calls`` is durable."""
@@ -323,7 +339,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _evalsha(call: _Call) -> tuple[Any, ...]:
+def _evalsha(call: _Sent) -> tuple[Any, ...]:
     # EVALSHA itself: redis-py's Script would first ask SCRIPT EXISTS in a pipeline, a round trip
     # of its own; a NoScriptError reply is handled by _send_pipelined.
     return ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from middleware.state.connections import TRANSIENT
@@ -42,9 +42,9 @@ Landed = Callable[[Any, BaseException | None], None]
 
 
 class Posted(Protocol):
-    """What ``Posts`` reads and keeps of a posted call (``group_commit._Call``)."""
+    """What ``Posts`` reads and keeps of a posted call (``group_commit._PostedCall``)."""
 
-    done: Landed | None
+    done: Landed
     result: Any
     error: BaseException | None
     failing_since: float
@@ -60,7 +60,7 @@ class Posts:
         or error; run by the poster thread only.
     """
 
-    def __init__(self, send: Callable[[Sequence[Any]], None]) -> None:
+    def __init__(self, send: Callable[[list[Any]], None]) -> None:
         self._send = send
         self._lock = threading.Lock()
         # Posted and not landed, by ``done``: one store adds a call, whatever thread posts it
@@ -76,7 +76,6 @@ class Posts:
         within a tick (an idle one is woken)."""
         if self._thread is None:
             self._start()
-        assert call.done is not None
         self._outstanding.setdefault(call.done, call)
         if self._idle:
             self._wake.set()
@@ -102,7 +101,6 @@ class Posts:
 
     def _land(self, call: Posted) -> None:
         done, error = call.done, call.error
-        assert done is not None
         if isinstance(error, (*TRANSIENT, OSError)):
             self._again(call)
             return
